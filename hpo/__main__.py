@@ -1,0 +1,86 @@
+"""``python -m hpo study=NAME [overrides]``: the command line.
+
+Hydra composes the config; this module turns every user mistake into one
+line and exit status 2, an interruption into 130/143, and anything else
+into a traceback with status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any, NoReturn
+
+import hydra
+import optuna
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from hpo.config import CONF_DIR, register_configs
+from hpo.errors import UserError
+from hpo.storage import mask
+
+log = logging.getLogger("hpo")
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _run(cfg: DictConfig) -> None:
+    from hpo.study import run
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    summary = run(cfg)
+    print(summary.text(), flush=True)
+
+
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    """Entry point of ``python -m hpo`` and the ``hpo`` console script."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _run()
+    except UserError as err:
+        _fail(str(err))
+    except MissingConfigException as err:
+        _fail(_missing_option(err))
+    except (HydraException, OmegaConfBaseException) as err:
+        _fail(_first_line(err) + " (see --help for groups and keys)")
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished trials are kept; run the same command to resume", file=sys.stderr
+        )
+        sys.exit(130)
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {mask(message)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _missing_option(err: MissingConfigException) -> str:
+    missing = err.missing_cfg_file or ""
+    if "/" in missing:
+        group, option = missing.split("/", 1)
+        options = ", ".join(err.options or [])
+        return f"unknown {group} '{option}': choose {group}= one of {options}"
+    return _first_line(err)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    cause = err.__cause__
+    if len(lines) <= 1 and cause is not None and str(cause).strip():
+        lines.append(str(cause).strip().splitlines()[0])
+    return "; ".join(lines[:2]) if lines else type(err).__name__
+
+
+if __name__ == "__main__":
+    main()

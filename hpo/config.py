@@ -1,0 +1,108 @@
+"""The typed config schema and the registration of studies/*.yaml as Hydra options.
+
+The schema is stored in Hydra's ConfigStore as ``hpo_schema`` and is the first
+entry of conf/config.yaml's defaults list, so a misspelt key or a value of the
+wrong type is refused while Hydra composes, before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_DIR / "conf"
+STUDIES_DIR = REPO_DIR / "studies"
+
+
+@dataclass
+class CVConfig:
+    """How the data is split. ``seed`` defaults to the top-level ``seed``."""
+
+    scheme: str = "stratified_kfold"
+    n_splits: int = 5
+    shuffle: bool = True
+    test_size: float = 0.2
+    gap: int = 0
+    seed: int | None = None
+
+
+@dataclass
+class StudyConfig:
+    """One named study: what to tune, on which data, scored how, for how long."""
+
+    name: str = MISSING
+    objective: Any = MISSING
+    data: Any = MISSING
+    cv: CVConfig = field(default_factory=CVConfig)
+    metric: str = MISSING
+    direction: str | None = None
+    n_trials: int | None = None
+    timeout: float | None = None
+    max_failures: int = 10
+    space: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StorageConfig:
+    """Where Optuna keeps the study: ``journal:PATH``, ``sqlite:///PATH`` or ``postgresql://...``."""
+
+    url: str = "journal:optuna.journal"
+    heartbeat_interval: int | None = None
+    grace_period: int | None = None
+
+
+@dataclass
+class TrackingConfig:
+    """Where MLflow logs. ``enabled: false`` runs the study without MLflow."""
+
+    uri: str = "sqlite:///mlflow.db"
+    artifact_location: str | None = None
+    enabled: bool = True
+
+
+@dataclass
+class Config:
+    study: StudyConfig = MISSING
+    sampler: Any = MISSING
+    pruner: Any = MISSING
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cv: CVConfig | None = None
+    seed: int = 0
+    progress: bool = True
+
+
+def study_dirs() -> list[Path]:
+    """The folders studies are read from: the project's, then ./studies and $HPO_STUDIES_DIR."""
+    dirs = [STUDIES_DIR, Path.cwd() / "studies"]
+    if extra := os.environ.get("HPO_STUDIES_DIR"):
+        dirs.extend(Path(p) for p in extra.split(os.pathsep))
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in unique:
+            unique.append(d.resolve())
+    return unique
+
+
+def register_configs() -> None:
+    """Store the schema and every study file in Hydra's ConfigStore (later folders win)."""
+    cs = ConfigStore.instance()
+    cs.store(name="hpo_schema", node=Config)
+    for folder in study_dirs():
+        for path in sorted(folder.glob("*.yaml")):
+            cs.store(group="study", name=path.stem, node=OmegaConf.load(path))
+
+
+def effective_cv(cfg: Any) -> CVConfig:
+    """The study's CV unless ``cv=...`` replaced it, with the top-level seed filled in."""
+    chosen = cfg.cv if cfg.cv is not None else cfg.study.cv
+    cv: CVConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CVConfig), chosen))  # type: ignore[assignment]
+    if cv.seed is None:
+        cv.seed = int(cfg.seed)
+    return cv

@@ -1,0 +1,146 @@
+"""Cross-validated scoring: the folds, the per-fold metric, and fold-level pruning.
+
+The folds are drawn once per study and reused by every trial, so trials are
+compared on the same data. After each fold the running mean is reported to
+the pruner; a hopeless trial stops after one or two folds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from sklearn import model_selection as ms
+
+from hpo.config import CVConfig
+from hpo.data import Dataset
+from hpo.errors import UserError
+from hpo.metrics import Metric, score_all
+from objectives.base import FoldData, Objective
+
+Folds = list[tuple[np.ndarray, np.ndarray]]
+SCHEMES = ("kfold", "stratified_kfold", "group_kfold", "timeseries", "loo", "holdout")
+
+
+def make_splitter(cv: CVConfig, task: str) -> Any:
+    """The scikit-learn splitter for a CV config (seeded where the splitter shuffles)."""
+    seed = cv.seed if cv.shuffle else None
+    if cv.scheme == "kfold":
+        return ms.KFold(cv.n_splits, shuffle=cv.shuffle, random_state=seed)
+    if cv.scheme == "stratified_kfold":
+        if task != "classification":
+            raise UserError("stratified_kfold needs class labels: use cv=kfold for regression")
+        return ms.StratifiedKFold(cv.n_splits, shuffle=cv.shuffle, random_state=seed)
+    if cv.scheme == "timeseries":
+        return ms.TimeSeriesSplit(cv.n_splits, gap=cv.gap)
+    if cv.scheme == "loo":
+        return ms.LeaveOneOut()
+    if cv.scheme == "holdout":
+        splitter = ms.StratifiedShuffleSplit if task == "classification" else ms.ShuffleSplit
+        return splitter(n_splits=1, test_size=cv.test_size, random_state=cv.seed)
+    raise UserError(f"unknown CV scheme '{cv.scheme}': use cv=" + "|".join(SCHEMES))
+
+
+def make_folds(cv: CVConfig, data: Dataset) -> Folds:
+    """All (train, validation) index pairs of the study, computed once."""
+    splitter = make_splitter(cv, data.task)
+    try:
+        return list(splitter.split(data.X, data.y))
+    except ValueError as err:
+        raise UserError(
+            f"cannot split '{data.name}' with {cv.scheme}: {err}; "
+            "lower cv.n_splits or choose another cv"
+        ) from err
+
+
+class FoldsPruned(optuna.TrialPruned):
+    """Pruned after some folds; carries what was measured so it can still be logged."""
+
+    def __init__(self, result: CVResult) -> None:
+        super().__init__(f"pruned after fold {len(result.fold_values)}")
+        self.result = result
+
+
+@dataclass
+class CVResult:
+    """The trial's value (mean over folds), its spread, and everything else measured."""
+
+    value: float
+    std: float
+    fold_values: list[float]
+    metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+
+
+PruneCheck = Callable[[int, float], bool]
+
+
+def cross_validate(
+    objective: Objective,
+    params: dict[str, Any],
+    data: Dataset,
+    folds: Folds,
+    metric: Metric,
+    seed: int,
+    should_prune: PruneCheck | None = None,
+    pooled: bool = False,
+) -> CVResult:
+    """Score ``params`` on every fold; out-of-fold predictions give the other metrics.
+
+    ``should_prune(step, running_mean)`` is called after each fold (step = fold
+    index) unless ``pooled``, where the metric is computed once on all
+    out-of-fold predictions (leave-one-out: one row per fold).
+    """
+    oof: np.ndarray | None = None
+    seen = np.zeros(len(data.y), dtype=bool)
+    fold_values: list[float] = []
+    infos: list[dict[str, float]] = []
+    curves: dict[str, list[float]] = {}
+    started = time.perf_counter()
+    for index, (train, valid) in enumerate(folds):
+        fold = FoldData(data.X[train], data.y[train], data.X[valid], data.n_classes, seed + index)
+        out = objective.fit_predict(params, fold)
+        if oof is None:
+            oof = np.zeros((len(data.y), *out.scores.shape[1:]), dtype=float)
+        oof[valid], seen[valid] = out.scores, True
+        infos.append(out.info)
+        for key, values in out.curves.items():
+            curves.setdefault(key, []).extend(values)
+        if pooled:
+            continue
+        fold_values.append(metric(data.y[valid], out.scores))
+        if should_prune and should_prune(index, float(np.mean(fold_values))):
+            raise FoldsPruned(_result(fold_values, infos, curves, started))
+    assert oof is not None, "no folds"
+    if pooled:
+        fold_values = [metric(data.y[seen], oof[seen])]
+    result = _result(fold_values, infos, curves, started)
+    result.metrics = score_all(data.task, data.y[seen], oof[seen])
+    return result
+
+
+def _result(
+    fold_values: list[float],
+    infos: list[dict[str, float]],
+    curves: dict[str, list[float]],
+    started: float,
+) -> CVResult:
+    info = {k: float(np.mean([i[k] for i in infos if k in i])) for k in _keys(infos)}
+    return CVResult(
+        float(np.mean(fold_values)),
+        float(np.std(fold_values)),
+        fold_values,
+        info=info,
+        curves=curves,
+        fit_seconds=time.perf_counter() - started,
+    )
+
+
+def _keys(infos: list[dict[str, float]]) -> Iterator[str]:
+    return iter(dict.fromkeys(k for i in infos for k in i))

@@ -1,0 +1,93 @@
+"""What a study shows at its end: plots for MLflow and a summary for the terminal."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
+
+PLOTS: dict[str, Callable[[optuna.Study], Any]] = {
+    "optimization_history": optuna.visualization.plot_optimization_history,
+    "param_importances": optuna.visualization.plot_param_importances,
+    "parallel_coordinate": optuna.visualization.plot_parallel_coordinate,
+    "slice": optuna.visualization.plot_slice,
+}
+
+
+@dataclass
+class Summary:
+    study_name: str
+    metric: str
+    direction: str
+    counts: dict[str, int]
+    best_number: int | None = None
+    best_value: float | None = None
+    best_std: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        counts = ", ".join(f"{n} {s.lower()}" for s, n in self.counts.items())
+        lines = [f"study {self.study_name}: {counts}"]
+        if self.best_value is None:
+            lines.append(f"  no completed trial yet, so no best {self.metric}")
+        else:
+            spread = f" ± {self.best_std:.4f}" if self.best_std is not None else ""
+            lines.append(
+                f"  best {self.metric} ({self.direction}): {self.best_value:.4f}{spread}"
+                f" (trial {self.best_number}, std over folds)"
+            )
+            width = max(len(k) for k in self.best_params) if self.best_params else 0
+            lines += [f"    {k:<{width}}  {_fmt(v)}" for k, v in self.best_params.items()]
+        lines += [f"  {k}: {v}" for k, v in self.where.items()]
+        return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def count_states(trials: list[FrozenTrial]) -> dict[str, int]:
+    counts = Counter(t.state.name for t in trials)
+    order = ["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
+    return {s: counts[s] for s in order if counts[s] or s in ("COMPLETE", "PRUNED", "FAIL")}
+
+
+def summarize(study: optuna.Study, metric: str) -> Summary:
+    trials = study.get_trials(deepcopy=False)
+    summary = Summary(study.study_name, metric, study.direction.name.lower(), count_states(trials))
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        best = study.best_trial
+        summary.best_number, summary.best_value = best.number, best.value
+        summary.best_std = best.user_attrs.get("std")
+        summary.best_params = dict(best.params)
+    return summary
+
+
+def plots(study: optuna.Study) -> Iterator[tuple[str, str]]:
+    """(artifact path, standalone HTML) for each plot that the study's trials allow."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return
+    for name, plot in PLOTS.items():
+        if name == "param_importances" and (len(complete) < 2 or not _varied(complete)):
+            continue
+        try:
+            figure = plot(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as err:
+            log.warning("skipped the %s plot: %s", name, err)
+            continue
+        yield f"plots/{name}.html", figure.to_html(include_plotlyjs=True, full_html=True)
+
+
+def _varied(trials: list[FrozenTrial]) -> bool:
+    values = {t.value for t in trials if t.value is not None and math.isfinite(t.value)}
+    return len(values) > 1

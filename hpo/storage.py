@@ -1,0 +1,115 @@
+"""Optuna storages from one URL, URLs shown without passwords, and the study-wide lock.
+
+``journal:PATH``    Optuna's journal file (the default; several local processes)
+``sqlite:///PATH``  an SQLite file through SQLAlchemy
+``postgresql://..`` PostgreSQL through SQLAlchemy (psycopg), for many machines
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from filelock import FileLock
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from sqlalchemy.engine import make_url
+
+from hpo.config import StorageConfig
+from hpo.errors import UserError
+
+_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?P<tail>@)", re.I)
+
+
+def mask(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
+
+
+def open_storage(cfg: StorageConfig) -> BaseStorage:
+    """The Optuna storage for ``cfg.url``; an unreachable database is a user error."""
+    url = cfg.url.strip()
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = JournalFileOpenLock(str(path))
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        return _rdb(url, cfg)
+    raise UserError(
+        f"storage.url '{mask(url)}' is not supported: use journal:PATH, "
+        "sqlite:///PATH or postgresql://USER@HOST/DB"
+    )
+
+
+def _rdb(url: str, cfg: StorageConfig) -> RDBStorage:
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        engine_kwargs = {
+            "pool_pre_ping": True,
+            "pool_size": 2,
+            "max_overflow": 2,
+            "connect_args": {"connect_timeout": 10},
+        }
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=cfg.heartbeat_interval,
+            grace_period=cfg.grace_period,
+        )
+    except Exception as err:  # SQLAlchemy wraps every driver's connection error differently
+        reason = mask(str(err).splitlines()[0]) if str(err) else type(err).__name__
+        raise UserError(
+            f"cannot open storage {mask(url)} ({reason}): check storage.url "
+            "and that the database is running"
+        ) from None
+
+
+def display_url(cfg: StorageConfig) -> str:
+    url = cfg.url
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        return make_url(url).render_as_string(hide_password=True)
+    return mask(url)
+
+
+@contextlib.contextmanager
+def study_lock(storage: BaseStorage, study_name: str) -> Iterator[None]:
+    """A short lock around "create the study" and "count, then ask for a trial".
+
+    For a local file store it is a file lock beside the file, so several
+    processes on this machine never overshoot the budget or create the study
+    twice. In-memory and database storages are used by one process here.
+    """
+    path = _lock_path(storage, study_name)
+    if path is None:
+        yield
+        return
+    with FileLock(str(path)):
+        yield
+
+
+def _lock_path(storage: BaseStorage, study_name: str) -> Path | None:
+    if isinstance(storage, JournalStorage):
+        backend = storage._backend
+        if isinstance(backend, JournalFileBackend):
+            return Path(f"{backend._file_path}.{_safe(study_name)}.lock")
+    if isinstance(storage, RDBStorage):
+        url = make_url(str(storage.engine.url))
+        if url.drivername.startswith("sqlite") and url.database:
+            return Path(f"{url.database}.{_safe(study_name)}.lock")
+    return None
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def is_memory(storage: BaseStorage) -> bool:
+    return isinstance(storage, optuna.storages.InMemoryStorage)

@@ -1,0 +1,74 @@
+"""The contract every objective implements, and nothing more.
+
+An objective fits a model on the training part of one fold and returns
+scores for the validation rows. It never sees the validation labels (the
+harness in hpo/cv.py keeps them), never splits data, never computes the
+study's metric and never logs: the harness and the tracker do that. Like a
+scikit-learn estimator, ``__init__`` (a dataclass here) only stores settings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# report(step, value) -> True when the trial should stop (the pruner said so).
+Reporter = Callable[[int, float], bool]
+
+
+@dataclass
+class FoldData:
+    """One fold as the objective sees it: training rows with labels, validation rows without."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    n_classes: int
+    seed: int
+
+
+@dataclass
+class FoldOutput:
+    """Validation scores (probabilities or values) and facts about the fit (rounds, epochs)."""
+
+    scores: np.ndarray
+    info: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+
+
+class Objective(ABC):
+    """A model family to tune.
+
+    Attributes:
+        task: "classification" or "regression"; decides the metrics and splitters.
+        flavor: the MLflow model flavour the refit model is logged with.
+    """
+
+    task: str
+    flavor: str
+
+    @abstractmethod
+    def fit_predict(
+        self, params: dict[str, Any], fold: FoldData, report: Reporter | None = None
+    ) -> FoldOutput:
+        """Fit on ``fold.X_train``/``y_train`` and score ``fold.X_valid``."""
+
+    @abstractmethod
+    def refit(
+        self,
+        params: dict[str, Any],
+        X: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        info: dict[str, float],
+        seed: int,
+    ) -> Any:
+        """Fit the final model on all data; ``info`` is the mean of the folds' fit facts."""
+
+    @abstractmethod
+    def predict(self, model: Any, X: np.ndarray) -> np.ndarray:
+        """Scores of a refit model, in the same form as ``fit_predict`` returns."""
