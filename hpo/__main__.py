@@ -28,12 +28,20 @@ log = logging.getLogger("hpo")
 register_configs()
 
 
+_failures: list[BaseException] = []
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _run(cfg: DictConfig) -> None:
+    """One job. Errors are kept for main(): Hydra would print the overrides, secrets included."""
     from hpo.study import run
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    summary = run(cfg)
+    try:
+        summary = run(cfg)
+    except (Exception, KeyboardInterrupt, SystemExit) as err:
+        _failures.append(err)
+        return
     print(summary.text(), flush=True)
 
 
@@ -47,12 +55,14 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         _run()
+        if _failures:
+            raise _failures[0]
     except UserError as err:
         _fail(str(err))
     except MissingConfigException as err:
         _fail(_missing_option(err))
     except (HydraException, OmegaConfBaseException) as err:
-        _fail(_first_line(err) + " (see --help for groups and keys)")
+        _fail(_composition_error(err))
     except KeyboardInterrupt:
         print(
             "interrupted: finished trials are kept; run the same command to resume", file=sys.stderr
@@ -72,6 +82,16 @@ def _missing_option(err: MissingConfigException) -> str:
         options = ", ".join(err.options or [])
         return f"unknown {group} '{option}': choose {group}= one of {options}"
     return _first_line(err)
+
+
+def _composition_error(err: BaseException) -> str:
+    """One line for a bad override: the key or value at fault and what to do."""
+    text = str(err)
+    if text.startswith("Could not override '"):
+        key = text.split("'")[1]
+        return (f"unknown key '{key}': check its spelling against --cfg job, "
+                f"or add a new key with +{key}=VALUE")
+    return _first_line(err) + " (see --help for groups and keys)"
 
 
 def _first_line(err: BaseException) -> str:

@@ -15,6 +15,17 @@ from hpo.space import Space
 log = logging.getLogger(__name__)
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, without its call to ``study.stop()`` once the grid is covered.
+
+    hpo runs its own ask/tell loop and caps a grid study's budget at the grid
+    size; Optuna's stop() raises outside ``optimize``.
+    """
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
 def sampler_kind(cfg: DictConfig) -> str:
     """grid, random, tpe, cmaes, ... from the sampler's class name."""
     target = str(cfg.get("_target_", ""))

@@ -71,8 +71,8 @@ def make_plan(cfg: DictConfig) -> Plan:
     kind = sampler_kind(cfg.sampler)
     sampler = build_sampler(cfg.sampler, space)
     budget = spec.n_trials
-    if kind == "grid" and budget is None:
-        budget = space.grid_size()
+    if kind == "grid":  # past the grid size the grid sampler would only repeat points
+        budget = min(budget or math.inf, space.grid_size())  # type: ignore[assignment]
     if budget is not None and budget < 1:
         raise UserError(
             f"study.n_trials is {budget}: use a positive number, or null with a timeout"
@@ -383,12 +383,6 @@ def _log_best_model(plan: Plan, study: optuna.Study, tracker: Tracker) -> None:
         best.params, data.X, data.y, data.n_classes, best.user_attrs.get("info", {}), plan.seed
     )
     sample = data.X[:5]
-    log_model(
-        tracker,
-        model,
-        plan.objective.flavor,
-        sample,
-        np.asarray(plan.objective.predict(model, sample)),
-        best.number,
-    )
-    tracker.client.set_tag(tracker.parent_id or "", "hpo.model_trial", str(best.number))
+    uri = log_model(tracker, model, plan.objective.flavor, sample,
+                    np.asarray(plan.objective.predict(model, sample)), best.number)
+    tracker.log_study({}, {"hpo.model_trial": str(best.number), "hpo.model_uri": uri}, [])

@@ -170,7 +170,7 @@ def _default_artifacts(uri: str) -> str | None:
     return None
 
 
-REQUIREMENTS = {"xgboost": ["xgboost-cpu"], "pytorch": ["torch"]}
+REQUIREMENTS = {"xgboost": ["xgboost-cpu"], "pytorch": ["torch"], "sklearn": ["scikit-learn"]}
 
 
 def log_model(

@@ -1,0 +1,1 @@
+"""Runnable benchmark scripts (not tests): ``python -m benchmarks.overhead``, ``.xgb_cost``."""

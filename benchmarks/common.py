@@ -1,0 +1,238 @@
+"""Shared helpers of the benchmark scripts: config composition, run timing, tables."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # so Hydra can import benchmarks.noop from any CWD
+    sys.path.insert(0, str(REPO))
+
+
+def quiet() -> None:
+    """Keep Optuna, MLflow and Alembic to warnings; no per-trial chatter in the tables."""
+    import mlflow  # noqa: F401  (configures its loggers on import: do that before we lower them)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("mlflow", "alembic", "hpo"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+
+def compose(overrides: Sequence[str]) -> Any:
+    """The hpo config for ``overrides``, composed exactly as ``python -m hpo`` would."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from hpo.config import CONF_DIR, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A fresh temporary directory, also the CWD while inside, so nothing lands in the repo."""
+    old = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        os.chdir(tmp)
+        try:
+            yield Path(tmp)
+        finally:
+            os.chdir(old)
+
+
+@dataclass
+class Phases:
+    """Wall seconds of one run split at the loop's edges (None where they could not be seen)."""
+
+    total: float = 0.0
+    startup: float | None = None  # plan, storage, tracker, study: before the first claim
+    loop: float | None = None  # first claim .. start of finish()
+    end: float | None = None  # finish(): summary, plots, refit + log_model, close
+    result: Any = None
+
+
+@dataclass
+class _Marks:
+    first_claim: float | None = None
+    finish_start: float | None = None
+
+
+def run_hpo(
+    cfg: Any,
+    on_loop_start: Callable[[], Any] | None = None,
+    on_loop_end: Callable[[], Any] | None = None,
+) -> Phases:
+    """``hpo.study.run(cfg)``, timed; the loop is found by wrapping ``claim`` and ``finish``.
+
+    The wrappers are installed on the module at runtime only (nothing is edited)
+    and removed afterwards. ``on_loop_start`` runs at the first claim (before
+    it), ``on_loop_end`` when finish() is entered, e.g. to profile only the loop.
+    """
+    import hpo.study as hs
+
+    marks = _Marks()
+    orig_claim, orig_finish = hs.claim, hs.finish
+
+    def claim(*args: Any, **kwargs: Any) -> Any:
+        if marks.first_claim is None:
+            marks.first_claim = time.perf_counter()
+            if on_loop_start is not None:
+                on_loop_start()
+        return orig_claim(*args, **kwargs)
+
+    def finish(*args: Any, **kwargs: Any) -> Any:
+        if on_loop_end is not None and marks.finish_start is None:
+            on_loop_end()
+        marks.finish_start = time.perf_counter()
+        return orig_finish(*args, **kwargs)
+
+    hs.claim, hs.finish = claim, finish  # type: ignore[assignment]
+    start = time.perf_counter()
+    try:
+        result = hs.run(cfg)
+    finally:
+        stop = time.perf_counter()
+        hs.claim, hs.finish = orig_claim, orig_finish  # type: ignore[assignment]
+        if on_loop_end is not None and marks.finish_start is None:
+            on_loop_end()
+    phases = Phases(total=stop - start, result=result)
+    if marks.first_claim is not None and marks.finish_start is not None:
+        phases.startup = marks.first_claim - start
+        phases.loop = marks.finish_start - marks.first_claim
+        phases.end = stop - marks.finish_start
+    return phases
+
+
+class Probes:
+    """Inclusive wall time and call count of chosen functions, counted only while ``active``.
+
+    Functions are wrapped on their module or class at runtime and put back by
+    ``restore()``; a wrapper costs about a microsecond per call.
+    """
+
+    def __init__(self) -> None:
+        self.active = False
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, owner: Any, attr: str, label: str) -> None:
+        orig = getattr(owner, attr)
+        self.seconds.setdefault(label, 0.0)
+        self.calls.setdefault(label, 0)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not self.active:
+                return orig(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - started
+                self.calls[label] += 1
+
+        setattr(owner, attr, wrapper)
+        self._undo.append((owner, attr, orig))
+
+    def start(self) -> None:
+        self.active = True
+
+    def stop(self) -> None:
+        self.active = False
+
+    def restore(self) -> None:
+        for owner, attr, orig in reversed(self._undo):
+            setattr(owner, attr, orig)
+        self._undo.clear()
+
+
+def load_space(study: str) -> dict[str, Any]:
+    """The ``space`` mapping of studies/<study>.yaml, read as plain YAML."""
+    import yaml
+
+    text = (REPO / "studies" / f"{study}.yaml").read_text()
+    return dict(yaml.safe_load(text)["space"])
+
+
+def suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+    """A study's space through plain trial.suggest_* calls (same types, ranges, log flags)."""
+    params: dict[str, Any] = {}
+    for name, spec in space.items():
+        kind, log = spec["type"], bool(spec.get("log", False))
+        if kind == "int":
+            params[name] = trial.suggest_int(
+                name, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)), log=log
+            )
+        elif kind == "float":
+            step = spec.get("step")
+            params[name] = trial.suggest_float(
+                name,
+                float(spec["low"]),
+                float(spec["high"]),
+                step=float(step) if step is not None else None,
+                log=log,
+            )
+        else:
+            params[name] = trial.suggest_categorical(name, list(spec["choices"]))
+    return params
+
+
+def load() -> str:
+    """The machine's 1-minute load average, to judge how noisy the timings are."""
+    try:
+        return f"{os.getloadavg()[0]:.2f} (on {os.cpu_count()} CPUs)"
+    except OSError:
+        return "unknown"
+
+
+def med(values: Sequence[float | None]) -> float | None:
+    seen = [v for v in values if v is not None]
+    return statistics.median(seen) if seen else None
+
+
+def spread(values: Sequence[float | None], scale: float = 1.0, digits: int = 1) -> str:
+    """``median [min-max]`` of the values times ``scale``; '-' when there are none."""
+    seen = [v * scale for v in values if v is not None]
+    if not seen:
+        return "-"
+    m = statistics.median(seen)
+    if len(seen) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} [{min(seen):.{digits}f}-{max(seen):.{digits}f}]"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    """Plain-text table; columns in ``right`` are right-aligned."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def rotate(items: Sequence[str], by: int) -> list[str]:
+    """The variants in a different order each repeat, so no variant always runs first."""
+    k = by % len(items)
+    return [*items[k:], *items[:k]]

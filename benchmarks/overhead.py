@@ -1,0 +1,353 @@
+"""Per-trial platform overhead: a no-op objective under hpo, plain Optuna + MLflow, and bare Optuna.
+
+    python -m benchmarks.overhead                   # 300 trials, 3 interleaved repeats
+    python -m benchmarks.overhead --trials 100 --repeats 5
+    python -m benchmarks.overhead --breakdown       # hpo's loop time by component
+    python -m benchmarks.overhead --profile         # cProfile of hpo's trial loop
+
+Variants (same xgb_f1 search space, suggested every trial; no model is fitted):
+
+  hpo       hpo.study.run(cfg): Optuna journal file + MLflow SQLite, full logging
+            (child run per trial, params, metrics, fold series, user attrs).
+            The objective is benchmarks.noop.NoopObjective on a breast_cancer holdout;
+            the sampler is conf/sampler/tpe.yaml (multivariate, constant_liar).
+  peer      optuna.create_study(storage=sqlite) + optuna_integration.MLflowCallback
+            (MLflow SQLite); objective: random probabilities -> f1 on the same holdout.
+  floor     the peer's objective on in-memory Optuna, TPESampler(seed=0), no logging.
+  floor-mv  as floor, with hpo's TPE settings: the sampler's own share of hpo's time.
+
+Per-trial time is the trial loop's wall time / N: for hpo from its first claim()
+to the start of finish() (found by wrapping both at runtime), for the others
+study.optimize(). Startup (plan, storages, MLflow schema) and hpo's end-of-study
+step (summary, plots, refit + log_model) are fixed costs, reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    Phases,
+    Probes,
+    load,
+    load_space,
+    med,
+    quiet,
+    rotate,
+    run_hpo,
+    scratch,
+    spread,
+    suggest,
+    table,
+)
+
+VARIANTS = ("hpo", "peer", "floor", "floor-mv")
+WHAT = {
+    "hpo": "hpo.study.run: journal file + MLflow sqlite",
+    "peer": "optuna sqlite + MLflowCallback (sqlite)",
+    "floor": "in-memory optuna, TPESampler(seed=0)",
+    "floor-mv": "in-memory optuna, hpo's TPE settings",
+}
+
+
+def hpo_overrides(tmp: Path, n_trials: int, name: str) -> list[str]:
+    return [
+        "study=xgb_f1",
+        "study.objective._target_=benchmarks.noop.NoopObjective",
+        "study.data=breast_cancer",
+        "cv=holdout",
+        "pruner=none",
+        f"study.n_trials={n_trials}",
+        f"study.name={name}",
+        f"storage.url=journal:{tmp / 'optuna.journal'}",
+        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+        "progress=false",
+        "seed=0",
+    ]
+
+
+def run_hpo_variant(
+    n_trials: int,
+    on_loop_start: Callable[[], Any] | None = None,
+    on_loop_end: Callable[[], Any] | None = None,
+) -> Phases:
+    from benchmarks.common import compose
+
+    with scratch("bench-hpo-") as tmp:
+        cfg = compose(hpo_overrides(tmp, n_trials, "noop_overhead"))
+        return run_hpo(cfg, on_loop_start, on_loop_end)
+
+
+def _peer_objective() -> Callable[[Any], float]:
+    """Random probabilities on the same stratified 20% holdout of breast_cancer, scored by f1."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    X, y = load_breast_cancer(return_X_y=True)
+    _, valid = next(StratifiedShuffleSplit(1, test_size=0.2, random_state=0).split(X, y))
+    y_valid = y[valid]
+    rng = np.random.default_rng(0)
+    space = load_space("xgb_f1")
+
+    def objective(trial: Any) -> float:
+        suggest(trial, space)
+        return float(f1_score(y_valid, rng.random(len(y_valid)) >= 0.5))
+
+    return objective
+
+
+def _tpe(variant: str) -> Any:
+    import optuna
+    from hydra.utils import instantiate
+
+    if variant == "floor-mv":
+        from benchmarks.common import compose
+
+        return instantiate(compose(["seed=0"]).sampler)  # conf/sampler/tpe.yaml
+    return optuna.samplers.TPESampler(seed=0)
+
+
+def run_optuna_variant(variant: str, n_trials: int) -> Phases:
+    import optuna
+
+    objective = _peer_objective()
+    with scratch(f"bench-{variant}-") as tmp:
+        start = time.perf_counter()
+        callbacks: list[Any] = []
+        storage: Any = None
+        if variant == "peer":
+            import mlflow
+            from optuna_integration import MLflowCallback
+
+            uri = f"sqlite:///{tmp / 'mlflow_peer.db'}"
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)  # create the schema now
+            callbacks = [MLflowCallback(tracking_uri=uri, metric_name="f1")]
+            storage = f"sqlite:///{tmp / 'optuna.db'}"
+        study = optuna.create_study(
+            storage=storage,
+            study_name="noop_overhead",
+            direction="maximize",
+            sampler=_tpe(variant),
+        )
+        loop_start = time.perf_counter()
+        study.optimize(objective, n_trials=n_trials, callbacks=callbacks)
+        stop = time.perf_counter()
+        if variant == "peer":
+            import mlflow
+
+            mlflow.set_tracking_uri(None)
+    return Phases(total=stop - start, startup=loop_start - start, loop=stop - loop_start, end=0.0)
+
+
+def run_variant(variant: str, n_trials: int) -> Phases:
+    if variant == "hpo":
+        return run_hpo_variant(n_trials)
+    return run_optuna_variant(variant, n_trials)
+
+
+def benchmark(args: argparse.Namespace) -> None:
+    variants = [v for v in VARIANTS if v in args.variants]
+    load_before = load()
+    if args.warmup:
+        print(f"warm-up: {args.warmup} trials of each variant (not counted)", flush=True)
+        for variant in variants:
+            run_variant(variant, args.warmup)
+    results: dict[str, list[Phases]] = {v: [] for v in variants}
+    for repeat in range(args.repeats):
+        for variant in rotate(variants, repeat):
+            phases = run_variant(variant, args.trials)
+            results[variant].append(phases)
+            per = phases.loop if phases.loop is not None else phases.total
+            print(
+                f"  repeat {repeat + 1}/{args.repeats} {variant:<8} "
+                f"{per / args.trials * 1000:7.2f} ms/trial  (total {phases.total:.1f} s)",
+                flush=True,
+            )
+
+    def per_trial(p: Phases) -> float:
+        return (p.loop if p.loop is not None else p.total) / args.trials
+
+    peer = med([per_trial(p) for p in results.get("peer", [])])
+    rows = []
+    for variant in variants:
+        runs = results[variant]
+        mine = med([per_trial(p) for p in runs])
+        ratio = f"{mine / peer:.2f}" if peer and mine is not None else "-"
+        rows.append(
+            [
+                variant,
+                WHAT[variant],
+                spread([per_trial(p) for p in runs], 1000, 2),
+                spread([p.loop for p in runs], 1, 2),
+                spread([p.startup for p in runs], 1, 2),
+                spread([p.end for p in runs], 1, 2) if variant == "hpo" else "-",
+                spread([p.total for p in runs], 1, 2),
+                ratio,
+            ]
+        )
+    headers = [
+        "variant",
+        "what runs",
+        "per-trial ms",
+        "loop s",
+        "startup s",
+        "end-of-study s",
+        "total s",
+        "x peer",
+    ]
+    print()
+    print(
+        f"No-op objective, {args.trials} trials, TPE, {args.repeats} interleaved repeats; "
+        f"each cell: median [min-max] over repeats; load average {load_before} -> {load()}"
+    )
+    print(table(headers, rows, right={2, 3, 4, 5, 6, 7}))
+    print(
+        "per-trial = loop wall time / trials (hpo: first claim() .. start of finish(); "
+        "others: study.optimize)\n"
+        "startup = before the loop (config/plan, storages, MLflow schema, study); "
+        "end-of-study = hpo's finish() (summary, plots, refit, log_model)\n"
+        "x peer = per-trial median / peer's per-trial median; target for hpo: <= 0.50"
+    )
+    if "hpo" in results and "floor-mv" in results:
+        hpo_ms = med([per_trial(p) for p in results["hpo"]])
+        floor_ms = med([per_trial(p) for p in results["floor-mv"]])
+        if hpo_ms is not None and floor_ms is not None:
+            print(
+                f"hpo's platform cost above its own sampler (hpo - floor-mv): "
+                f"{(hpo_ms - floor_ms) * 1000:.2f} ms/trial"
+            )
+
+
+def profile(args: argparse.Namespace) -> None:
+    profiler = cProfile.Profile()
+    phases = run_hpo_variant(args.trials, profiler.enable, profiler.disable)
+    loop = phases.loop if phases.loop is not None else phases.total
+    print(
+        f"hpo variant, {args.trials} trials: loop {loop:.2f} s "
+        f"({loop / args.trials * 1000:.2f} ms/trial, under cProfile); "
+        f"only the trial loop is profiled; load {load()}"
+    )
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats(args.profile_sort).print_stats(args.profile_top)
+    print(out.getvalue())
+
+
+def breakdown(args: argparse.Namespace) -> None:
+    """Where hpo's loop time goes, by wrapping the functions it calls (no profiler)."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    import hpo.cv
+    import hpo.study as hs
+    from hpo.space import Space
+    from hpo.tracking import Tracker
+
+    probes = Probes()
+    targets = [
+        (hs, "claim", "claim: lock, count trials, study.ask (multivariate TPE samples here)"),
+        (Space, "suggest", "space.suggest: 9 suggest_* (journal write each)"),
+        (Tracker, "start_trial", "Tracker.start_trial: MLflow create_run"),
+        (optuna.trial.Trial, "set_user_attr", "trial.set_user_attr (journal write each)"),
+        (hs, "cross_validate", "cross_validate, excluding the two rows below"),
+        (hpo.cv, "score_all", "  score_all: every classification metric on OOF"),
+        (optuna.trial.Trial, "report", "  trial.report + should_prune (journal write)"),
+        (optuna.study.Study, "tell", "study.tell (journal write)"),
+        (MlflowClient, "log_batch", "MLflow log_batch (params, metrics, series, tags)"),
+        (MlflowClient, "set_terminated", "MLflow set_terminated"),
+        (hs, "_show", "_show: study.best_value + progress/log line"),
+    ]
+    for owner, attr, label in targets:
+        probes.wrap(owner, attr, label)
+    try:
+        phases = run_hpo_variant(args.trials, probes.start, probes.stop)
+    finally:
+        probes.restore()
+    loop = phases.loop if phases.loop is not None else phases.total
+    n = args.trials
+    secs = dict(probes.seconds)
+    labels = [t[2] for t in targets]
+    cv, score, report = labels[4], labels[5], labels[6]
+    secs[cv] -= secs[score] + secs[report]  # shown exclusive of its two sub-rows
+    rows = []
+    for label in labels:
+        rows.append(
+            [
+                label,
+                f"{probes.calls[label] / n:.1f}",
+                f"{secs[label] / n * 1000:.2f}",
+                f"{secs[label] / loop * 100:.1f}",
+            ]
+        )
+    other = loop - sum(secs[label] for label in labels)
+    rows.append(
+        [
+            "rest of the loop (evaluate glue, _record, ...)",
+            "",
+            f"{other / n * 1000:.2f}",
+            f"{other / loop * 100:.1f}",
+        ]
+    )
+    rows.append(["loop total", "", f"{loop / n * 1000:.2f}", "100.0"])
+    print()
+    print(
+        f"hpo variant, {n} trials, one run: wall time per trial by component "
+        f"(inclusive wall time of wrapped calls during the loop; no profiler); load {load()}"
+    )
+    print(table(["component", "calls/trial", "ms/trial", "% of loop"], rows, right={1, 2, 3}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=300, help="trials per run (300)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (3)")
+    parser.add_argument(
+        "--warmup", type=int, default=10, help="uncounted warm-up trials per variant (10; 0: off)"
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="which variants to run (all)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="profile hpo's trial loop once and print it"
+    )
+    parser.add_argument(
+        "--profile-sort",
+        default="cumulative",
+        choices=["cumulative", "tottime", "ncalls"],
+        help="pstats sort key for --profile (cumulative)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="time hpo's loop components once (wrapped calls, no profiler) and print them",
+    )
+    parser.add_argument(
+        "--profile-top", type=int, default=25, help="entries shown by --profile (25)"
+    )
+    args = parser.parse_args()
+    if args.trials < 2 or args.repeats < 1:
+        parser.error("--trials must be >= 2 and --repeats >= 1")
+    quiet()
+    if args.profile:
+        profile(args)
+    elif args.breakdown:
+        breakdown(args)
+    else:
+        benchmark(args)
+
+
+if __name__ == "__main__":
+    main()

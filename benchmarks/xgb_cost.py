@@ -1,0 +1,231 @@
+"""XGBoost study cost: hpo's xgb_imbalanced_ap study against plain Optuna + cross_val_score.
+
+    python -m benchmarks.xgb_cost                          # 20 trials, median pruner, tracking on
+    python -m benchmarks.xgb_cost --pruner median none     # what fold-level pruning saves
+    python -m benchmarks.xgb_cost --tracking on off        # what MLflow tracking costs
+    python -m benchmarks.xgb_cost --trials 30 --repeats 3
+
+Both sides: data hpo.data.load_data("imbalanced", "classification", 0) (20,000 x 40,
+10% positives), the search space of studies/xgb_imbalanced_ap.yaml, TPE seeded 0,
+the same number of trials, the same 5 stratified folds (shuffle, random_state 0),
+average precision.
+
+  ours  hpo.study.run(study=xgb_imbalanced_ap): XGBoost native API with early stopping
+        on an inner split of each training fold, fold-level pruning (pruner=median
+        unless --pruner none), Optuna journal file, MLflow SQLite (unless --tracking
+        off), end-of-study plots + refit + log_model. Timed end to end.
+  peer  optuna.create_study(TPESampler(seed=0)) in memory, objective =
+        cross_val_score(XGBClassifier(**params), X, y, cv=StratifiedKFold(5, shuffle=True,
+        random_state=0), scoring="average_precision").mean(); XGBClassifier defaults
+        otherwise (100 rounds, no early stopping), no tracking. Timed end to end,
+        data loading included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    Phases,
+    compose,
+    load,
+    load_space,
+    med,
+    quiet,
+    rotate,
+    run_hpo,
+    scratch,
+    spread,
+    suggest,
+    table,
+)
+
+STUDY = "xgb_imbalanced_ap"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    pruner: str | None = None  # None: the peer
+    tracking: str | None = None
+
+    @property
+    def ours(self) -> bool:
+        return self.pruner is not None
+
+
+@dataclass
+class Outcome:
+    phases: Phases
+    best: float | None
+    counts: str
+
+
+def ours_overrides(tmp: Path, v: Variant, n_trials: int) -> list[str]:
+    overrides = [
+        f"study={STUDY}",
+        f"study.n_trials={n_trials}",
+        f"study.name={STUDY}_bench",
+        f"storage.url=journal:{tmp / 'optuna.journal'}",
+        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+        "sampler=tpe",
+        "seed=0",
+        "progress=false",
+    ]
+    if v.pruner == "none":
+        overrides.append("pruner=none")
+    if v.tracking == "off":
+        overrides.append("tracking.enabled=false")
+    return overrides
+
+
+def run_ours(v: Variant, n_trials: int) -> Outcome:
+    with scratch("bench-xgb-ours-") as tmp:
+        phases = run_hpo(compose(ours_overrides(tmp, v, n_trials)))
+    summary = phases.result
+    counts = "/".join(str(summary.counts.get(k, 0)) for k in ("COMPLETE", "PRUNED", "FAIL"))
+    return Outcome(phases, summary.best_value, counts)
+
+
+def run_peer(n_trials: int) -> Outcome:
+    import optuna
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from xgboost import XGBClassifier
+
+    from hpo.data import load_data
+
+    space = load_space(STUDY)
+    start = time.perf_counter()
+    data = load_data("imbalanced", "classification", 0)
+    X, y = data.X, data.y
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+
+    def objective(trial: Any) -> float:
+        params = suggest(trial, space)
+        scores = cross_val_score(
+            XGBClassifier(**params), X, y, cv=folds, scoring="average_precision"
+        )
+        return float(scores.mean())
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    loop_start = time.perf_counter()
+    study.optimize(objective, n_trials=n_trials)
+    stop = time.perf_counter()
+    phases = Phases(total=stop - start, startup=loop_start - start, loop=stop - loop_start)
+    return Outcome(phases, study.best_value, f"{len(study.trials)}/0/0")
+
+
+def run(v: Variant, n_trials: int) -> Outcome:
+    return run_ours(v, n_trials) if v.ours else run_peer(n_trials)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20, help="trials per study (20)")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats (1)")
+    parser.add_argument(
+        "--pruner",
+        nargs="+",
+        choices=["median", "none"],
+        default=["median"],
+        help="our pruner(s): median (the default config) and/or none",
+    )
+    parser.add_argument(
+        "--tracking",
+        nargs="+",
+        choices=["on", "off"],
+        default=["on"],
+        help="our MLflow tracking: on and/or off (tracking.enabled=false)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="uncounted warm-up trials of ours and the peer, for imports and caches (1; 0: off)",
+    )
+    args = parser.parse_args()
+    if args.trials < 1 or args.repeats < 1:
+        parser.error("--trials and --repeats must be >= 1")
+    quiet()
+
+    peer = Variant("peer")
+    variants = [
+        Variant(f"ours pruner={p} tracking={t}", p, t) for p in args.pruner for t in args.tracking
+    ]
+    everything = [*variants, peer]
+    load_before = load()
+    if args.warmup:
+        print(f"warm-up: {args.warmup} trial(s) of ours and the peer (not counted)", flush=True)
+        run(variants[0], args.warmup)
+        run(peer, args.warmup)
+    results: dict[Variant, list[Outcome]] = {v: [] for v in everything}
+    for repeat in range(args.repeats):
+        order = rotate([v.name for v in everything], repeat)
+        for name in order:
+            v = next(x for x in everything if x.name == name)
+            outcome = run(v, args.trials)
+            results[v].append(outcome)
+            best = f"{outcome.best:.4f}" if outcome.best is not None else "-"
+            print(
+                f"  repeat {repeat + 1}/{args.repeats} {v.name:<32} "
+                f"{outcome.phases.total:7.1f} s  best {best}",
+                flush=True,
+            )
+
+    peer_time = med([o.phases.total for o in results[peer]])
+    peer_loop = med([o.phases.loop for o in results[peer]])
+    peer_best = med([o.best for o in results[peer]])
+    rows = []
+    for v in everything:
+        runs = results[v]
+        total = med([o.phases.total for o in runs])
+        loop = med([o.phases.loop for o in runs])
+        best = med([o.best for o in runs])
+        rows.append(
+            [
+                v.name,
+                spread([o.phases.total for o in runs], 1, 1),
+                spread([o.phases.loop for o in runs], 1, 1),
+                spread([o.phases.end for o in runs], 1, 1) if v.ours else "-",
+                runs[-1].counts,
+                f"{best:.4f}" if best is not None else "-",
+                f"{total / peer_time:.2f}" if total and peer_time else "-",
+                f"{loop / peer_loop:.2f}" if loop and peer_loop else "-",
+                f"{(best - peer_best) / peer_best * 100:+.2f}%"
+                if best is not None and peer_best
+                else "-",
+            ]
+        )
+    headers = [
+        "variant",
+        "wall s",
+        "loop s",
+        "end-of-study s",
+        "complete/pruned/fail",
+        "best AP",
+        "time x peer",
+        "loop x peer",
+        "best vs peer",
+    ]
+    print()
+    print(
+        f"{STUDY}: {args.trials} trials, TPE seed 0, {args.repeats} interleaved repeat(s); "
+        f"times: median [min-max]; load average {load_before} -> {load()}"
+    )
+    print(table(headers, rows, right={1, 2, 3, 4, 5, 6, 7, 8}))
+    print(
+        "wall = whole run (config, data, storages, trials, end of study); loop = trials only "
+        "(ours: first claim() .. finish(); peer: study.optimize)\n"
+        "end-of-study = ours' finish(): summary, plots, refit on all rows, MLflow log_model "
+        "(tracking on)\n"
+        "best vs peer = (best AP - peer's) / peer's; target: time x peer <= 0.50 with best "
+        "within 0.5%"
+    )
+
+
+if __name__ == "__main__":
+    main()
