@@ -89,8 +89,10 @@ def _composition_error(err: BaseException) -> str:
     text = str(err)
     if text.startswith("Could not override '"):
         key = text.split("'")[1]
-        return (f"unknown key '{key}': check its spelling against --cfg job, "
-                f"or add a new key with +{key}=VALUE")
+        return (
+            f"unknown key '{key}': check its spelling against --cfg job, "
+            f"or add a new key with +{key}=VALUE"
+        )
     return _first_line(err) + " (see --help for groups and keys)"
 
 

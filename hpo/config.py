@@ -75,6 +75,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cv: CVConfig | None = None
     seed: int = 0
+    n_jobs: int = 0  # folds evaluated side by side; 0: one per core
     progress: bool = True
 
 

@@ -103,6 +103,11 @@ def load_data(spec: str | Mapping[str, Any], task: Task, seed: int) -> Dataset:
             )
         data = LOADERS[spec](seed)
     else:
+        if "path" not in spec:
+            raise UserError(
+                "study.data needs a path: set study.data={path: FILE.csv, "
+                "target: COLUMN} or a data set name"
+            )
         data = _load_csv(Path(str(spec["path"])), str(spec.get("target", "target")), task)
     if data.task != task:
         raise UserError(

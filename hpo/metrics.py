@@ -29,15 +29,18 @@ class Metric:
     """A named score: its function, what it reads, which way is better, for which task."""
 
     name: str
-    fn: Callable[[np.ndarray, np.ndarray], float]
+    fn: Callable[..., float]
     needs: Literal["labels", "scores", "values"]
     direction: Direction
     task: Task
 
     def __call__(self, y_true: np.ndarray, scores: np.ndarray) -> float:
+        scores = np.asarray(scores)
         y_pred = to_labels(scores) if self.needs == "labels" else scores
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if self.name in _AVERAGED:  # binary or macro is decided by the scores' shape
+                return float(self.fn(np.asarray(y_true), y_pred, multiclass=scores.ndim == 2))
             return float(self.fn(np.asarray(y_true), y_pred))
 
 
@@ -49,36 +52,30 @@ def to_labels(scores: np.ndarray) -> np.ndarray:
     return (scores >= 0.5).astype(int)
 
 
-def _is_binary(y_true: np.ndarray, y_pred: np.ndarray) -> bool:
-    return y_pred.ndim == 1 and set(np.unique(y_true)).issubset({0, 1})
+def _average(multiclass: bool) -> str:
+    """Binary tasks score the positive class 1; multi-class tasks take the macro mean."""
+    return "macro" if multiclass else "binary"
 
 
-def _average(y_true: np.ndarray, y_pred: np.ndarray) -> str:
-    """Binary tasks score the positive class; multi-class tasks take the macro mean."""
-    return "binary" if _is_binary(y_true, y_pred) else "macro"
+def _precision(y: np.ndarray, p: np.ndarray, multiclass: bool) -> float:
+    return skm.precision_score(y, p, average=_average(multiclass), zero_division=0)
 
 
-def _precision(y: np.ndarray, p: np.ndarray) -> float:
-    return skm.precision_score(y, p, average=_average(y, p), zero_division=0)
+def _recall(y: np.ndarray, p: np.ndarray, multiclass: bool) -> float:
+    return skm.recall_score(y, p, average=_average(multiclass), zero_division=0)
 
 
-def _recall(y: np.ndarray, p: np.ndarray) -> float:
-    return skm.recall_score(y, p, average=_average(y, p), zero_division=0)
+def _f1(y: np.ndarray, p: np.ndarray, multiclass: bool) -> float:
+    return skm.f1_score(y, p, average=_average(multiclass), zero_division=0)
 
 
-def _f1(y: np.ndarray, p: np.ndarray) -> float:
-    return skm.f1_score(y, p, average=_average(y, p), zero_division=0)
-
-
-def _specificity(y: np.ndarray, p: np.ndarray) -> float:
-    """True-negative rate, TN / (TN + FP); macro over classes (one-vs-rest) for multi-class."""
-    labels = np.union1d(np.unique(y), np.unique(p))
+def _specificity(y: np.ndarray, p: np.ndarray, multiclass: bool) -> float:
+    """True-negative rate TN / (TN + FP) of class 1; the one-vs-rest macro mean for multi-class."""
+    labels = np.union1d(np.unique(y), np.unique(p)) if multiclass else np.array([0, 1])
     cm = skm.multilabel_confusion_matrix(y, p, labels=labels)
     tn, fp = cm[:, 0, 0], cm[:, 0, 1]
-    per_class = np.divide(tn, tn + fp, out=np.zeros(len(labels)), where=(tn + fp) > 0)
-    if len(labels) <= 2 and set(labels).issubset({0, 1}):
-        return float(per_class[-1])  # specificity of the positive class 1
-    return float(per_class.mean())
+    per_class = np.divide(tn, tn + fp, out=np.ones(len(labels)), where=(tn + fp) > 0)
+    return float(per_class.mean()) if multiclass else float(per_class[1])
 
 
 def _roc_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -112,6 +109,7 @@ def _huber(y: np.ndarray, p: np.ndarray, delta: float = 1.0) -> float:
     return float(np.where(err <= delta, 0.5 * err**2, delta * (err - 0.5 * delta)).mean())
 
 
+_AVERAGED = {"precision", "recall", "f1", "specificity"}
 _C: Task = "classification"
 _R: Task = "regression"
 REGISTRY: dict[str, Metric] = {

@@ -183,7 +183,11 @@ def _grid(where: str, values: Any, distribution: BaseDistribution) -> tuple[Any,
         raise UserError(f"{where}.grid must be a non-empty list of values")
     plain = tuple(_plain(v) for v in values)
     for v in plain:
-        if not distribution._contains(distribution.to_internal_repr(v)):
+        if isinstance(distribution, CategoricalDistribution):
+            inside = v in distribution.choices
+        else:
+            inside = distribution._contains(distribution.to_internal_repr(v))
+        if not inside:
             raise UserError(
                 f"{where}.grid value {v!r} lies outside the parameter's range: "
                 "fix the grid or widen low/high"

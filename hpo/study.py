@@ -57,6 +57,7 @@ class Plan:
     budget: int | None
     pooled: bool
     seed: int
+    n_jobs: int
 
 
 def make_plan(cfg: DictConfig) -> Plan:
@@ -98,6 +99,7 @@ def make_plan(cfg: DictConfig) -> Plan:
         budget,
         cv.scheme == "loo",
         int(cfg.seed),
+        int(cfg.n_jobs) or os.cpu_count() or 1,
     )
 
 
@@ -224,6 +226,7 @@ def evaluate(
             plan.seed,
             _pruning_check(trial),
             plan.pooled,
+            plan.n_jobs,
         )
         if not math.isfinite(result.value):
             raise ValueError(f"objective value is {result.value}")
@@ -383,6 +386,12 @@ def _log_best_model(plan: Plan, study: optuna.Study, tracker: Tracker) -> None:
         best.params, data.X, data.y, data.n_classes, best.user_attrs.get("info", {}), plan.seed
     )
     sample = data.X[:5]
-    uri = log_model(tracker, model, plan.objective.flavor, sample,
-                    np.asarray(plan.objective.predict(model, sample)), best.number)
+    uri = log_model(
+        tracker,
+        model,
+        plan.objective.flavor,
+        sample,
+        np.asarray(plan.objective.predict(model, sample)),
+        best.number,
+    )
     tracker.log_study({}, {"hpo.model_trial": str(best.number), "hpo.model_uri": uri}, [])

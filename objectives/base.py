@@ -29,6 +29,7 @@ class FoldData:
     X_valid: np.ndarray
     n_classes: int
     seed: int
+    threads: int = 1  # CPU threads this fit may use (folds may run side by side)
 
 
 @dataclass

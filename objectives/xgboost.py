@@ -24,13 +24,15 @@ class XGBoostObjective(Objective):
     max_rounds: int = 500
     early_stopping_rounds: int = 25
     inner_valid_fraction: float = 0.2
-    nthread: int = 0  # 0: all cores
+    nthread: int = 0  # 0: the threads the CV harness gives each fold
     flavor: str = "xgboost"
 
-    def booster_params(self, params: dict[str, Any], n_classes: int, seed: int) -> dict[str, Any]:
+    def booster_params(
+        self, params: dict[str, Any], n_classes: int, seed: int, threads: int = 0
+    ) -> dict[str, Any]:
         base: dict[str, Any] = {"tree_method": "hist", "seed": seed, "verbosity": 0}
-        if self.nthread > 0:
-            base["nthread"] = self.nthread
+        if self.nthread or threads:
+            base["nthread"] = self.nthread or threads
         if self.task == "regression":
             base |= {"objective": "reg:squarederror", "eval_metric": "rmse"}
         elif n_classes > 2:

@@ -15,15 +15,19 @@ from hpo.config import CONF_DIR, register_configs
 
 register_configs()
 # A study that costs nothing to evaluate, for tests of the runner rather than of a model.
-ConfigStore.instance().store(group="study", name="tiny_prior", node={
-    "name": "tiny_prior",
-    "objective": {"_target_": "tests.hpo.helpers.PriorObjective"},
-    "data": "breast_cancer",
-    "cv": {"scheme": "kfold", "n_splits": 3},
-    "metric": "roc_auc",
-    "n_trials": 3,
-    "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-})
+ConfigStore.instance().store(
+    group="study",
+    name="tiny_prior",
+    node={
+        "name": "tiny_prior",
+        "objective": {"_target_": "tests.hpo.helpers.PriorObjective"},
+        "data": "breast_cancer",
+        "cv": {"scheme": "kfold", "n_splits": 3},
+        "metric": "roc_auc",
+        "n_trials": 3,
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+    },
+)
 
 Compose = Callable[..., DictConfig]
 
@@ -41,12 +45,15 @@ def make_cfg(tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -
 
     def make(*overrides: str, name: str | None = None) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[
-                f"storage.url=journal:{tmp_path}/optuna.journal",
-                f"tracking.uri={mlflow_uri}",
-                "progress=false",
-                *overrides,
-            ])
+            cfg = compose(
+                "config",
+                overrides=[
+                    f"storage.url=journal:{tmp_path}/optuna.journal",
+                    f"tracking.uri={mlflow_uri}",
+                    "progress=false",
+                    *overrides,
+                ],
+            )
         if name is not None or not any(o.startswith("study.name=") for o in overrides):
             cfg.study.name = name or f"{cfg.study.name}-{uuid.uuid4().hex[:8]}"
         return cfg

@@ -19,16 +19,24 @@ class PriorObjective(Objective):
     fail_above: float | None = None  # fail when params["x"] is above this
     nan: bool = False
 
-    def fit_predict(self, params: dict[str, Any], fold: FoldData,
-                    report: Reporter | None = None) -> FoldOutput:
+    def fit_predict(
+        self, params: dict[str, Any], fold: FoldData, report: Reporter | None = None
+    ) -> FoldOutput:
         if self.fail_above is not None and params.get("x", 0) > self.fail_above:
             raise RuntimeError(f"x={params['x']} is too large")
         level = float(np.mean(fold.y_train)) + 0.3 * float(params.get("x", 0))
         scores = np.full(len(fold.X_valid), np.nan if self.nan else level)
         return FoldOutput(scores, {"calls": 1.0})
 
-    def refit(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, n_classes: int,
-              info: dict[str, float], seed: int) -> Any:
+    def refit(
+        self,
+        params: dict[str, Any],
+        X: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        info: dict[str, float],
+        seed: int,
+    ) -> Any:
         from sklearn.dummy import DummyClassifier
 
         return DummyClassifier(strategy="prior").fit(X, y)

@@ -136,11 +136,6 @@ def test_unknown_scheme_is_a_user_error():
         make_splitter(CVConfig(scheme="bootstrap"), "regression")
 
 
-@pytest.mark.xfail(
-    reason="cv.py SCHEMES lists group_kfold (and the unknown-scheme message suggests "
-    "it) but make_splitter has no branch for it",
-    strict=True,
-)
 def test_every_scheme_in_schemes_is_accepted():
     for scheme in SCHEMES:
         make_splitter(CVConfig(scheme=scheme, n_splits=2), "classification")

@@ -137,10 +137,6 @@ def test_missing_csv_file_is_a_user_error(tmp_path):
         load_data({"path": str(missing), "target": "y"}, "classification", seed=0)
 
 
-@pytest.mark.xfail(
-    reason="data.py load_data: spec['path'] raises a bare KeyError when the mapping has no path",
-    strict=True,
-)
 def test_csv_spec_without_path_is_a_user_error():
     with pytest.raises(UserError, match="path"):
         load_data({"target": "y"}, "classification", seed=0)

@@ -9,28 +9,43 @@ from pathlib import Path
 
 import pytest
 
-FAST = ["study.objective.max_rounds=15", "study.objective.early_stopping_rounds=5", "progress=false"]
+FAST = [
+    "study.objective.max_rounds=15",
+    "study.objective.early_stopping_rounds=5",
+    "progress=false",
+]
 
 
 def hpo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "hpo", *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["study=nope"], "unknown study 'nope': choose study= one of"),
-    (["sampler=foo"], "unknown sampler 'foo'"),
-    (["study.n_trails=3"], "unknown key 'study.n_trails'"),
-    (["seed=abc"], "seed=abc"),
-    (["study.metric=f2"], "unknown metric 'f2'"),
-    (["sampler=grid", "study.space.learning_rate.grid=null"],
-     "parameter 'learning_rate' is a continuous range"),
-    (["study.space.max_depth.high=1"], "study.space.max_depth is not a valid int range"),
-    (["study.n_trials=0"], "study.n_trials is 0"),
-    (["storage.url=postgresql://u:canarypw@127.0.0.1:1/x"], "cannot open storage"),
-    (["study.data=nowhere"], "unknown data set 'nowhere'"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["study=nope"], "unknown study 'nope': choose study= one of"),
+        (["sampler=foo"], "unknown sampler 'foo'"),
+        (["study.n_trails=3"], "unknown key 'study.n_trails'"),
+        (["seed=abc"], "seed=abc"),
+        (["study.metric=f2"], "unknown metric 'f2'"),
+        (
+            ["sampler=grid", "study.space.learning_rate.grid=null"],
+            "parameter 'learning_rate' is a continuous range",
+        ),
+        (["study.space.max_depth.high=1"], "study.space.max_depth is not a valid int range"),
+        (["study.n_trials=0"], "study.n_trials is 0"),
+        (["storage.url=postgresql://u:canarypw@127.0.0.1:1/x"], "cannot open storage"),
+        (["study.data=nowhere"], "unknown data set 'nowhere'"),
+    ],
+)
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
     done = hpo(*args, *FAST, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
@@ -48,8 +63,14 @@ def test_help_lists_studies_and_groups(tmp_path: Path) -> None:
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
-    done = hpo("study=xgb_rmse", "sampler=cmaes", "study.space.max_depth.high=6", "--cfg", "job",
-               cwd=tmp_path)
+    done = hpo(
+        "study=xgb_rmse",
+        "sampler=cmaes",
+        "study.space.max_depth.high=6",
+        "--cfg",
+        "job",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "name: xgb_rmse" in done.stdout
     assert "_target_: optuna.samplers.CmaEsSampler" in done.stdout
@@ -71,8 +92,14 @@ def test_default_run_uses_local_stores_and_resumes(tmp_path: Path) -> None:
 
 
 def test_cmaes_with_categorical_parameters_warns_once(tmp_path: Path) -> None:
-    done = hpo("study=xgb_f1", "sampler=cmaes", "study.n_trials=1", "tracking.enabled=false",
-               *FAST, cwd=tmp_path)
+    done = hpo(
+        "study=xgb_f1",
+        "sampler=cmaes",
+        "study.n_trials=1",
+        "tracking.enabled=false",
+        *FAST,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if "CMA-ES" in line]
     assert len(warnings) == 1 and "grow_policy" in warnings[0]

@@ -101,11 +101,6 @@ def test_log_loss():
     assert m("log_loss", y, [0.8, 0.3]) == pytest.approx(-(math.log(0.8) + math.log(0.7)) / 2)
 
 
-@pytest.mark.xfail(
-    reason="metrics.py _specificity: with only class 0 present it returns the "
-    "rate of class 0 (0.0) instead of the true-negative rate of class 1",
-    strict=True,
-)
 def test_specificity_of_an_all_negative_fold_predicted_negative_is_one():
     assert m("specificity", [0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(1.0)
 
@@ -171,12 +166,6 @@ def test_multiclass_roc_auc_is_the_one_vs_rest_macro_mean():
     assert 0.5 < expected < 1.0
 
 
-@pytest.mark.xfail(
-    reason="metrics.py _average: the labels are already 1-d when it runs, so a "
-    "multi-class fold whose y_true holds only 0 and 1 is scored as binary "
-    "(ValueError when class 2 is predicted)",
-    strict=True,
-)
 def test_multiclass_f1_stays_macro_when_the_fold_holds_only_classes_0_and_1():
     y = np.array([0, 1, 0, 1])
     labels = np.array([0, 1, 2, 1])

@@ -145,11 +145,6 @@ def test_grid_value_outside_range_is_a_user_error(spec, bad):
         parse_space({"param": spec})
 
 
-@pytest.mark.xfail(
-    reason="space.py _grid: CategoricalDistribution.to_internal_repr raises a bare "
-    "ValueError for a value not among the choices",
-    strict=True,
-)
 def test_categorical_grid_value_not_a_choice_is_a_user_error():
     with pytest.raises(UserError, match=r"study\.space\.booster\.grid value 'gblinear'"):
         parse_space(

@@ -60,8 +60,9 @@ def test_each_study_runs_under_each_sampler(make_cfg, study_name: str, sampler: 
         assert child.data.metrics[metric] == pytest.approx(trial.value)
         assert f"{metric}_std" in child.data.metrics
         assert 1 <= child.data.metrics["n_rounds"] <= 20
-        history = MlflowClient(cfg.tracking.uri).get_metric_history(child.info.run_id,
-                                                                    f"{metric}_fold")
+        history = MlflowClient(cfg.tracking.uri).get_metric_history(
+            child.info.run_id, f"{metric}_fold"
+        )
         assert len(history) == 5
         assert np.mean([m.value for m in history]) == pytest.approx(trial.value)
     if sampler == "grid":
@@ -86,8 +87,12 @@ def test_parent_run_has_summary_plots_config_and_loadable_model(make_cfg) -> Non
     files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "config.yaml" in files
-    assert {"plots/optimization_history.html", "plots/slice.html",
-            "plots/parallel_coordinate.html", "plots/param_importances.html"} <= plots
+    assert {
+        "plots/optimization_history.html",
+        "plots/slice.html",
+        "plots/parallel_coordinate.html",
+        "plots/param_importances.html",
+    } <= plots
 
     model = mlflow.pyfunc.load_model(parent.data.tags["hpo.model_uri"])
     from hpo.data import load_data
@@ -117,7 +122,7 @@ def test_resume_with_another_space_or_direction_is_refused(make_cfg) -> None:
     run(first)
     name = first.study.name
     changed = make_cfg(*PRIOR, "study.space.x.high=2.0", "study.n_trials=2", name=name)
-    with pytest.raises(UserError, match="parameter x differs.*study.name"):
+    with pytest.raises(UserError, match=r"parameter x differs.*study\.name"):
         run(changed)
     flipped = make_cfg(*PRIOR, "study.n_trials=2", "study.direction=minimize", name=name)
     with pytest.raises(UserError, match="direction maximize"):
@@ -126,9 +131,14 @@ def test_resume_with_another_space_or_direction_is_refused(make_cfg) -> None:
 
 
 def test_pruned_trials_are_pruned_in_both_stores(make_cfg) -> None:
-    cfg = make_cfg("study=tiny_prior", "pruner._target_=optuna.pruners.ThresholdPruner",
-                   "+pruner.lower=2.0", "~pruner.n_startup_trials", "~pruner.n_warmup_steps",
-                   "~pruner.interval_steps")
+    cfg = make_cfg(
+        "study=tiny_prior",
+        "pruner._target_=optuna.pruners.ThresholdPruner",
+        "+pruner.lower=2.0",
+        "~pruner.n_startup_trials",
+        "~pruner.n_warmup_steps",
+        "~pruner.interval_steps",
+    )
     run(cfg)
     study = load(cfg)
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * 3
