@@ -335,3 +335,52 @@ def test_objective_never_trains_on_validation_rows():
         assert not set(seen_train) & set(valid)
         assert seen_train.tolist() == train.tolist()
         assert seen_valid.tolist() == valid.tolist()
+
+
+# --- folds side by side --------------------------------------------------------
+
+
+def test_parallel_folds_give_the_same_result_and_report_in_fold_order():
+    data = classification_data()
+    folds = make_folds(CVConfig(scheme="stratified_kfold", n_splits=5, seed=0), data)
+    steps: list[int] = []
+
+    def record(step: int, value: float) -> bool:
+        steps.append(step)
+        return False
+
+    serial = cross_validate(
+        MeanObjective("classification"), {}, data, folds, get_metric("roc_auc"), seed=0
+    )
+    parallel = cross_validate(
+        MeanObjective("classification"),
+        {},
+        data,
+        folds,
+        get_metric("roc_auc"),
+        seed=0,
+        should_prune=record,
+        n_jobs=2,
+    )
+    assert parallel.fold_values == pytest.approx(serial.fold_values)
+    assert parallel.metrics == pytest.approx(serial.metrics)
+    assert steps == [0, 1, 2, 3, 4]
+
+
+def test_parallel_folds_stop_after_the_wave_that_was_pruned():
+    data = regression_data()
+    folds = _kfold(data)
+    objective = MeanObjective()
+    with pytest.raises(FoldsPruned) as err:
+        cross_validate(
+            objective,
+            {},
+            data,
+            folds,
+            get_metric("rmse"),
+            seed=0,
+            should_prune=lambda s, v: True,
+            n_jobs=2,
+        )
+    assert len(err.value.result.fold_values) == 1
+    assert len(objective.calls) == 2  # the first wave ran two folds; no later wave started
