@@ -103,3 +103,47 @@ def test_cmaes_with_categorical_parameters_warns_once(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if "CMA-ES" in line]
     assert len(warnings) == 1 and "grow_policy" in warnings[0]
+
+
+@pytest.mark.slow
+def test_sigterm_fails_the_running_trial_kills_its_run_and_exits_143(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    args = ["study=xgb_imbalanced_ap", "study.n_trials=50", "pruner=none", "progress=false"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
+    )
+    deadline = time.monotonic() + 120
+    running: list[optuna.trial.FrozenTrial] = []
+    while not running and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if (tmp_path / "optuna.journal").exists():
+            try:
+                study = optuna.load_study(study_name="xgb_imbalanced_ap", storage=storage)
+            except KeyError:
+                continue
+            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert running, "no trial started"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+
+    study = optuna.load_study(study_name="xgb_imbalanced_ap", storage=storage)
+    trial = study.trials[running[0].number]
+    assert trial.state == optuna.trial.TrialState.FAIL
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED"
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "KILLED"
