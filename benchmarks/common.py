@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import statistics
@@ -32,16 +33,50 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
 
 
+_COMPOSED: dict[tuple[str, ...], Any] = {}
+
+
 def compose(overrides: Sequence[str]) -> Any:
-    """The hpo config for ``overrides``, composed exactly as ``python -m hpo`` would."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    """The hpo config for ``overrides``, composed exactly as ``python -m hpo`` would.
 
-    from hpo.config import CONF_DIR, register_configs
+    Composed once per set of overrides and copied afterwards: conf/ and studies/
+    are read when a script starts, not between repeats, so a file edited while a
+    benchmark runs cannot mix two versions of the config into one table.
+    """
+    key = tuple(overrides)
+    if key not in _COMPOSED:
+        from hydra import compose as hydra_compose
+        from hydra import initialize_config_dir
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+        from hpo.config import CONF_DIR, register_configs
+
+        register_configs()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            _COMPOSED[key] = hydra_compose("config", overrides=list(key))
+    return copy.deepcopy(_COMPOSED[key])
+
+
+def placed(cfg: Any, tmp: Path, n_trials: int) -> Any:
+    """``cfg`` with its Optuna journal and MLflow store in ``tmp`` and ``n_trials`` trials."""
+    cfg.storage.url = f"journal:{tmp / 'optuna.journal'}"
+    cfg.tracking.uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    cfg.study.n_trials = n_trials
+    return cfg
+
+
+def revision() -> str:
+    """The commit benchmarked, marked +dirty when hpo/objectives/conf/studies have edits."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "hpo", "objectives", "conf", "studies")
+    return head + ("+dirty" if dirty else "")
 
 
 @contextlib.contextmanager

@@ -30,16 +30,18 @@ import io
 import pstats
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
     Phases,
     Probes,
+    compose,
     load,
     load_space,
     med,
+    placed,
     quiet,
+    revision,
     rotate,
     run_hpo,
     scratch,
@@ -57,20 +59,17 @@ WHAT = {
 }
 
 
-def hpo_overrides(tmp: Path, n_trials: int, name: str) -> list[str]:
-    return [
-        "study=xgb_f1",
-        "study.objective._target_=benchmarks.noop.NoopObjective",
-        "study.data=breast_cancer",
-        "cv=holdout",
-        "pruner=none",
-        f"study.n_trials={n_trials}",
-        f"study.name={name}",
-        f"storage.url=journal:{tmp / 'optuna.journal'}",
-        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
-        "progress=false",
-        "seed=0",
-    ]
+# Storage, tracking and n_trials are set per run by common.placed() (in a temp dir).
+HPO_OVERRIDES = [
+    "study=xgb_f1",
+    "study.objective._target_=benchmarks.noop.NoopObjective",
+    "study.data=breast_cancer",
+    "cv=holdout",
+    "pruner=none",
+    "study.name=noop_overhead",
+    "progress=false",
+    "seed=0",
+]
 
 
 def run_hpo_variant(
@@ -78,10 +77,8 @@ def run_hpo_variant(
     on_loop_start: Callable[[], Any] | None = None,
     on_loop_end: Callable[[], Any] | None = None,
 ) -> Phases:
-    from benchmarks.common import compose
-
     with scratch("bench-hpo-") as tmp:
-        cfg = compose(hpo_overrides(tmp, n_trials, "noop_overhead"))
+        cfg = placed(compose(HPO_OVERRIDES), tmp, n_trials)
         return run_hpo(cfg, on_loop_start, on_loop_end)
 
 
@@ -110,9 +107,7 @@ def _tpe(variant: str) -> Any:
     from hydra.utils import instantiate
 
     if variant == "floor-mv":
-        from benchmarks.common import compose
-
-        return instantiate(compose(["seed=0"]).sampler)  # conf/sampler/tpe.yaml
+        return instantiate(compose(HPO_OVERRIDES).sampler)  # conf/sampler/tpe.yaml
     return optuna.samplers.TPESampler(seed=0)
 
 
@@ -156,7 +151,9 @@ def run_variant(variant: str, n_trials: int) -> Phases:
 
 def benchmark(args: argparse.Namespace) -> None:
     variants = [v for v in VARIANTS if v in args.variants]
+    compose(HPO_OVERRIDES)  # read conf/ and studies/ once, now
     load_before = load()
+    rev = revision()  # what was imported, not what HEAD is when the run ends
     if args.warmup:
         print(f"warm-up: {args.warmup} trials of each variant (not counted)", flush=True)
         for variant in variants:
@@ -206,7 +203,8 @@ def benchmark(args: argparse.Namespace) -> None:
     ]
     print()
     print(
-        f"No-op objective, {args.trials} trials, TPE, {args.repeats} interleaved repeats; "
+        f"hpo {rev}. No-op objective, {args.trials} trials, TPE, "
+        f"{args.repeats} interleaved repeats; "
         f"each cell: median [min-max] over repeats; load average {load_before} -> {load()}"
     )
     print(table(headers, rows, right={2, 3, 4, 5, 6, 7}))
@@ -252,10 +250,12 @@ def breakdown(args: argparse.Namespace) -> None:
     from hpo.space import Space
     from hpo.tracking import Tracker
 
+    tpe_sampler = optuna.samplers.TPESampler
     probes = Probes()
     targets = [
-        (hs, "claim", "claim: lock, count trials, study.ask (multivariate TPE samples here)"),
-        (Space, "suggest", "space.suggest: 9 suggest_* (journal write each)"),
+        (hs, "claim", "claim: file lock, count trials, study.ask"),
+        (Space, "suggest", "space.suggest: 9 suggest_*, excluding the row below"),
+        (tpe_sampler, "sample_relative", "  TPE: sample_relative (lazily, at the first suggest)"),
         (Tracker, "start_trial", "Tracker.start_trial: MLflow create_run"),
         (optuna.trial.Trial, "set_user_attr", "trial.set_user_attr (journal write each)"),
         (hs, "cross_validate", "cross_validate, excluding the two rows below"),
@@ -276,8 +276,10 @@ def breakdown(args: argparse.Namespace) -> None:
     n = args.trials
     secs = dict(probes.seconds)
     labels = [t[2] for t in targets]
-    cv, score, report = labels[4], labels[5], labels[6]
-    secs[cv] -= secs[score] + secs[report]  # shown exclusive of its two sub-rows
+    suggest, tpe = labels[1], labels[2]
+    cv, score, report = labels[5], labels[6], labels[7]
+    secs[suggest] -= secs[tpe]  # parent rows are shown exclusive of their sub-rows
+    secs[cv] -= secs[score] + secs[report]
     rows = []
     for label in labels:
         rows.append(
