@@ -64,6 +64,7 @@ class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"
     artifact_location: str | None = None
     enabled: bool = True
+    writer: str = "process"  # process: child runs written off the trial's path; inline
 
 
 @dataclass

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from hpo import report
 from hpo.config import StudyConfig, effective_cv
-from hpo.cv import Folds, FoldsPruned, cross_validate, make_folds
+from hpo.cv import CVResult, Folds, FoldsPruned, cross_validate, make_folds
 from hpo.data import Dataset, load_data
 from hpo.errors import UserError
 from hpo.metrics import Metric, get_metric
@@ -181,7 +181,7 @@ def _reap_orphans(study: optuna.Study, tracker: Tracker | None) -> None:
             "trial %d was left running by dead process %s: marked FAIL", trial.number, worker
         )
         if tracker is not None and RUN_ATTR in trial.user_attrs:
-            tracker.kill_trial(trial.user_attrs[RUN_ATTR], f"process {worker} died")
+            tracker.kill_run(trial.user_attrs[RUN_ATTR], f"process {worker} died")
 
 
 def _alive(pid: int) -> bool:
@@ -209,14 +209,16 @@ def claim(
 def evaluate(
     plan: Plan, study: optuna.Study, trial: optuna.Trial, tracker: Tracker | None
 ) -> TrialRecord:
-    """Run one trial and tell Optuna its outcome; returns what the tracker should log."""
-    run_id = tracker.start_trial(trial.number) if tracker else None
+    """Run one trial and tell Optuna its outcome; returns what the tracker logs."""
+    if tracker:
+        tracker.start_trial(trial.number)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    if run_id:
-        trial.set_user_attr(RUN_ATTR, run_id)
     params: dict[str, Any] = {}
+    interrupted: BaseException | None = None
+    result: CVResult | None = None
     try:
         params = plan.space.suggest(trial)
+        _link_run(trial, tracker, wait=False)
         result = cross_validate(
             plan.objective,
             params,
@@ -230,30 +232,59 @@ def evaluate(
         )
         if not math.isfinite(result.value):
             raise ValueError(f"objective value is {result.value}")
+        record = _record(trial.number, "COMPLETE", params, plan, result)
     except FoldsPruned as pruned:
-        record = _record(trial.number, "PRUNED", params, plan, pruned.result)
-        _save_attrs(trial, pruned.result)
-        study.tell(trial, state=TrialState.PRUNED)
+        result = pruned.result
+        record = _record(trial.number, "PRUNED", params, plan, result)
     except optuna.TrialPruned:
         record = TrialRecord(trial.number, "PRUNED", params)
-        study.tell(trial, state=TrialState.PRUNED)
     except (Exception, KeyboardInterrupt, SystemExit) as err:
         reason = mask(f"{type(err).__name__}: {err}".splitlines()[0])[:500]
-        trial.set_user_attr("fail_reason", reason)
-        study.tell(trial, state=TrialState.FAIL)
-        if not isinstance(err, Exception):  # interrupted: close the run as KILLED and stop
-            if tracker and run_id:
-                tracker.kill_trial(run_id, reason)
-            raise
-        log.warning("trial %d failed: %s", trial.number, reason)
         record = TrialRecord(trial.number, "FAIL", params, tags={"hpo.fail_reason": reason})
-    else:
-        record = _record(trial.number, "COMPLETE", params, plan, result)
-        _save_attrs(trial, result)
-        study.tell(trial, result.value)
-    if tracker and run_id:
-        tracker.end_trial(run_id, record)
+        if isinstance(err, Exception):
+            log.warning("trial %d failed: %s", trial.number, reason)
+        else:
+            interrupted = err
+    _tell(study, trial, tracker, record, result)
+    if interrupted is not None:  # Ctrl-C or SIGTERM: the run is KILLED, then we stop
+        if tracker:
+            tracker.kill_trial(trial.number, record.tags["hpo.fail_reason"])
+        raise interrupted
+    if tracker:
+        tracker.end_trial(record)
     return record
+
+
+def _tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    tracker: Tracker | None,
+    record: TrialRecord,
+    result: CVResult | None,
+) -> None:
+    """Store the trial's facts in its user attrs, then its final state."""
+    _link_run(trial, tracker, wait=True)
+    if result is not None:
+        trial.set_user_attr("std", result.std)
+        trial.set_user_attr("fold_values", result.fold_values)
+        trial.set_user_attr("info", result.info)
+    if record.state == "FAIL":
+        trial.set_user_attr("fail_reason", record.tags["hpo.fail_reason"])
+        study.tell(trial, state=TrialState.FAIL)
+    elif record.state == "PRUNED":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        assert result is not None
+        study.tell(trial, result.value)
+
+
+def _link_run(trial: optuna.Trial, tracker: Tracker | None, wait: bool) -> None:
+    """Keep the trial's MLflow run id in its user attrs, as soon as the writer knows it."""
+    if tracker is None or RUN_ATTR in trial.user_attrs:
+        return
+    run_id = tracker.trial_run_id(trial.number, wait)
+    if run_id:
+        trial.set_user_attr(RUN_ATTR, run_id)
 
 
 def _pruning_check(trial: optuna.Trial) -> Any:
@@ -262,12 +293,6 @@ def _pruning_check(trial: optuna.Trial) -> Any:
         return trial.should_prune()
 
     return should_prune
-
-
-def _save_attrs(trial: optuna.Trial, result: Any) -> None:
-    trial.set_user_attr("std", result.std)
-    trial.set_user_attr("fold_values", result.fold_values)
-    trial.set_user_attr("info", result.info)
 
 
 def _record(
@@ -293,9 +318,9 @@ def run(cfg: DictConfig) -> report.Summary:
     tracker = (
         Tracker(cfg.tracking, plan.spec.name, plan.sampler_kind) if cfg.tracking.enabled else None
     )
-    study = open_study(cfg, plan, storage, tracker)
     failures = 0
     try:
+        study = open_study(cfg, plan, storage, tracker)
         with _progress(cfg, plan, study) as bar:
             deadline = time.monotonic() + plan.spec.timeout if plan.spec.timeout else math.inf
             while time.monotonic() < deadline:
@@ -307,16 +332,20 @@ def run(cfg: DictConfig) -> report.Summary:
                 _show(bar, study, record, plan)
                 if failures >= plan.spec.max_failures:
                     log.error(
-                        "%d trials in a row failed: stopping; the last reason is in MLflow "
-                        "tag hpo.fail_reason",
+                        "%d trials in a row failed: stopping; the last reason is in "
+                        "MLflow tag hpo.fail_reason",
                         failures,
                     )
                     break
+        summary = finish(cfg, plan, study, tracker)
     except BaseException:
         if tracker:
+            tracker.flush()
             tracker.close_study("KILLED")
         raise
-    summary = finish(cfg, plan, study, tracker)
+    finally:
+        if tracker:
+            tracker.flush()  # never leave the writer process (or its queued writes) behind
     if failures >= plan.spec.max_failures:
         raise RuntimeError(f"{failures} trials in a row failed")
     return summary
@@ -369,6 +398,7 @@ def finish(
             "hpo.best_trial": str(summary.best_number),
             **{f"best.{k}": str(v) for k, v in summary.best_params.items()},
         }
+    tracker.flush()
     tracker.log_study(metrics, tags, texts)
     if summary.best_number is not None and tracker.parent_tag("hpo.model_trial") != str(
         summary.best_number

@@ -3,7 +3,9 @@
 Nothing here knows about a model family: the objective says which MLflow
 flavour its refit model uses, and the runner hands over plain numbers.
 Every trial costs three writes: create_run (tags), log_batch (params,
-metrics, final tags) and set_terminated.
+metrics, final tags) and set_terminated; hpo/run_writer.py makes them in a
+process of their own. Study-level writes (parent run, plots, model) are
+rare and made here directly.
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hpo.config import TrackingConfig
+from hpo.run_writer import make_writer
 from hpo.storage import mask
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ATTR = "mlflow_run_id"
-BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Tracker:
         self.sampler = sampler
         self.experiment_id = self._experiment(cfg.artifact_location)
         self.parent_id: str | None = None
+        self.writer = make_writer(cfg.uri, cfg.writer)
 
     def _experiment(self, artifact_location: str | None) -> str:
         found = self.client.get_experiment_by_name(self.study_name)
@@ -89,7 +92,7 @@ class Tracker:
             return False
         return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
 
-    def start_trial(self, number: int) -> str:
+    def start_trial(self, number: int) -> None:
         """Open the trial's child run now, so a running trial is visible in the UI."""
         tags = {
             "mlflow.parentRunId": self.parent_id or "",
@@ -100,38 +103,38 @@ class Tracker:
             "hpo.host": socket.gethostname(),
             "hpo.pid": str(os.getpid()),
         }
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
-        return str(run.info.run_id)
+        self.writer.send(("create", number, self.experiment_id, f"trial-{number:04d}", tags))
 
-    def end_trial(self, run_id: str, record: TrialRecord) -> None:
+    def trial_run_id(self, number: int, wait: bool = True) -> str | None:
+        """The MLflow run id of a trial started here (None if not known yet and not waiting)."""
+        return self.writer.run_id(number, wait)
+
+    def end_trial(self, record: TrialRecord) -> None:
         """Log everything about the trial in one batch, then close the run with its state."""
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, 0) for k, v in record.metrics.items()]
+        metrics = [(k, float(v), 0) for k, v in record.metrics.items()]
         metrics += [
-            Metric(k, float(v), now, step)
+            (k, float(v), step)
             for k, values in record.series.items()
             for step, v in enumerate(values)
         ]
-        params = [Param(k, str(v)) for k, v in record.params.items()]
-        tags = [
-            RunTag(k, mask(str(v))) for k, v in {"hpo.state": record.state, **record.tags}.items()
-        ]
-        for start in range(0, max(len(metrics), 1), BATCH):
-            first = start == 0
-            self.client.log_batch(
-                run_id,
-                metrics=metrics[start : start + BATCH],
-                params=params if first else [],
-                tags=tags if first else [],
-            )
+        params = {k: str(v) for k, v in record.params.items()}
+        tags = {k: mask(str(v)) for k, v in {"hpo.state": record.state, **record.tags}.items()}
         status = "FAILED" if record.state == "FAIL" else "FINISHED"
-        self.client.set_terminated(run_id, status=status)
+        self.writer.send(("end", record.number, metrics, params, tags, status))
 
-    def kill_trial(self, run_id: str, reason: str) -> None:
-        """Mark a trial's run KILLED (interrupted), so no run stays RUNNING."""
+    def kill_trial(self, number: int, reason: str) -> None:
+        """Close an interrupted trial's run as KILLED, so no run stays RUNNING."""
+        self.writer.send(("kill", number, {"hpo.state": "KILLED", "hpo.fail_reason": mask(reason)}))
+
+    def kill_run(self, run_id: str, reason: str) -> None:
+        """Close the run of a trial another (dead) process left open."""
         self.client.set_tag(run_id, "hpo.state", "KILLED")
         self.client.set_tag(run_id, "hpo.fail_reason", mask(reason))
         self.client.set_terminated(run_id, status="KILLED")
+
+    def flush(self) -> None:
+        """Wait until every trial write has reached MLflow (drains the writer process)."""
+        self.writer.close()
 
     def log_study(
         self,

@@ -383,4 +383,5 @@ def test_parallel_folds_stop_after_the_wave_that_was_pruned():
             n_jobs=2,
         )
     assert len(err.value.result.fold_values) == 1
-    assert len(objective.calls) == 2  # the first wave ran two folds; no later wave started
+    # the first wave had two folds (the second may be cancelled before it starts); no later wave
+    assert len(objective.calls) in (1, 2)
