@@ -21,7 +21,7 @@ from sklearn import model_selection as ms
 from hpo.config import CVConfig
 from hpo.data import Dataset
 from hpo.errors import UserError
-from hpo.metrics import Metric, score_all
+from hpo.metrics import Metric
 from objectives.base import FoldData, FoldOutput, Objective
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
@@ -74,7 +74,8 @@ class CVResult:
     value: float
     std: float
     fold_values: list[float]
-    metrics: dict[str, float] = field(default_factory=dict)
+    oof_index: np.ndarray | None = None  # rows that were scored, and their out-of-fold scores
+    oof_scores: np.ndarray | None = None
     info: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
     fit_seconds: float = 0.0
@@ -94,7 +95,7 @@ def cross_validate(
     pooled: bool = False,
     n_jobs: int = 1,
 ) -> CVResult:
-    """Score ``params`` on every fold; out-of-fold predictions give the other metrics.
+    """Score ``params`` on every fold, and keep the out-of-fold predictions.
 
     Folds run ``n_jobs`` at a time in threads, each fit with cores // n_jobs
     threads (XGBoost and torch release the GIL; one thread per fold measured
@@ -139,7 +140,7 @@ def cross_validate(
     if pooled:
         fold_values = [metric(data.y[seen], oof[seen])]
     result = _result(fold_values, infos, curves, started)
-    result.metrics = score_all(data.task, data.y[seen], oof[seen])
+    result.oof_index, result.oof_scores = np.flatnonzero(seen), oof[seen]
     return result
 
 

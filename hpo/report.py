@@ -67,7 +67,7 @@ def summarize(study: optuna.Study, metric: str) -> Summary:
     if any(t.state == TrialState.COMPLETE for t in trials):
         best = study.best_trial
         summary.best_number, summary.best_value = best.number, best.value
-        summary.best_std = best.user_attrs.get("std")
+        summary.best_std = best.user_attrs.get("cv", {}).get("std")
         summary.best_params = dict(best.params)
     return summary
 

@@ -1,17 +1,18 @@
 """Child-run writes off the trial's critical path.
 
-One MLflow child run costs about 30 ms of Python work inside MLflow's store,
-as much as the rest of a cheap trial. A thread would not help (the GIL), so
-``ProcessWriter`` hands the writes to a process of its own, with its own
-MlflowClient, through a queue. The trial loop only pays for pickling a
-small message. ``InlineWriter`` does the same writes in the caller's process
+Closing one MLflow child run (log_batch + set_terminated) costs about 30 ms
+of Python work inside MLflow's store, and the out-of-fold metrics another
+20 ms of scikit-learn input checks: as much as the rest of a cheap trial.
+A thread would not help (the GIL), so ``ProcessWriter`` hands that work to
+a process of its own, with its own MlflowClient, through a queue; the trial
+loop only pays for pickling a message. The run itself is created by the
+caller (10 ms), so its id is known at once and kept on the Optuna trial.
+``InlineWriter`` does the same work in the caller's process
 (``tracking.writer=inline``): slower, but nothing to drain.
 
-Messages name a trial by a token (its number); the writer keeps the MLflow
-run id of each token until the trial's run is closed. When the study
-process ends, ``close()`` drains the queue; if it dies, the writer notices
-that its parent is gone, writes what it already received, and closes every
-run still open as KILLED, so no run stays RUNNING.
+When the study process ends, ``close()`` drains the queue; if it dies, the
+writer notices that its parent is gone, writes what it already received,
+and closes every run still open as KILLED, so no run stays RUNNING.
 """
 
 from __future__ import annotations
@@ -26,38 +27,36 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from hpo.metrics import score_all
+
 log = logging.getLogger(__name__)
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
-# ("create", token, experiment_id, run_name, tags)
-# ("end", token, metrics[(key, value, step)], params{}, tags{}, status)
-# ("kill", token, tags{})
+# ("open", run_id)                       a run the caller created, to close if it dies
+# ("end", run_id, metrics[(key, value, step)], params{}, tags{}, status, oof)
+# ("kill", run_id, tags{})
+# oof: (task, y_true, scores) to score with every metric of the task, or None
 Message = tuple[Any, ...]
 
 
 class Writes:
-    """Applies messages with one MlflowClient; remembers the run id of each open token."""
+    """Applies messages with one MlflowClient; remembers which runs are still open."""
 
     def __init__(self, uri: str) -> None:
         self.client = MlflowClient(tracking_uri=uri)
-        self.open: dict[int, str] = {}
+        self.open: set[str] = set()
 
-    def apply(self, message: Message) -> tuple[int, str] | None:
-        kind, token = message[0], message[1]
-        if kind == "create":
-            experiment_id, run_name, tags = message[2:]
-            run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
-            self.open[token] = run.info.run_id
-            return token, run.info.run_id
-        run_id = self.open.pop(token, None)
-        if run_id is None:
-            return None
-        if kind == "end":
-            metrics, params, tags, status = message[2:]
+    def apply(self, message: Message) -> None:
+        kind, run_id = message[0], message[1]
+        if kind == "open":
+            self.open.add(run_id)
+        elif kind == "end":
+            metrics, params, tags, status, oof = message[2:]
+            if oof is not None:
+                metrics = metrics + [(f"oof_{k}", v, 0) for k, v in score_all(*oof).items()]
             self._end(run_id, metrics, params, tags, status)
         elif kind == "kill":
             self._end(run_id, [], {}, message[2], "KILLED")
-        return None
 
     def _end(
         self,
@@ -67,6 +66,7 @@ class Writes:
         tags: dict[str, str],
         status: str,
     ) -> None:
+        self.open.discard(run_id)
         now = int(time.time() * 1000)
         entities = [Metric(k, v, now, step) for k, v, step in metrics]
         for start in range(0, max(len(entities), 1), BATCH):
@@ -80,8 +80,8 @@ class Writes:
         self.client.set_terminated(run_id, status=status)
 
     def kill_open(self, reason: str) -> None:
-        for token in list(self.open):
-            self.apply(("kill", token, {"hpo.state": "KILLED", "hpo.fail_reason": reason}))
+        for run_id in list(self.open):
+            self.apply(("kill", run_id, {"hpo.state": "KILLED", "hpo.fail_reason": reason}))
 
 
 class InlineWriter:
@@ -93,25 +93,20 @@ class InlineWriter:
     def send(self, message: Message) -> None:
         self.writes.apply(message)
 
-    def run_id(self, token: int, wait: bool = True) -> str | None:
-        return self.writes.open.get(token)
-
     def close(self) -> None:
         self.writes.kill_open("the study process ended with the run open")
 
 
 class ProcessWriter:
-    """Writes in a child process; ``run_id`` waits for the id of a run it asked to create."""
+    """Writes in a child process, in the order they were sent."""
 
     def __init__(self, uri: str, drain_timeout: float = 300.0) -> None:
         context = mp.get_context("spawn")  # fork after torch or xgboost threads is unsafe
         self.inbox: Any = context.Queue()
-        self.outbox: Any = context.Queue()
-        self.ids: dict[int, str | None] = {}
         self.drain_timeout = drain_timeout
         self.process = context.Process(
             target=_serve,
-            args=(uri, self.inbox, self.outbox, os.getpid()),
+            args=(uri, self.inbox, os.getpid()),
             name="hpo-mlflow-writer",
             daemon=False,
         )
@@ -119,24 +114,6 @@ class ProcessWriter:
 
     def send(self, message: Message) -> None:
         self.inbox.put(message)
-
-    def run_id(self, token: int, wait: bool = True) -> str | None:
-        """The run id of ``token``: None while unknown (``wait=False``) or if creation failed."""
-        deadline = time.monotonic() + 60.0
-        while token not in self.ids:
-            try:
-                if wait:
-                    got, run_id = self.outbox.get(timeout=max(deadline - time.monotonic(), 0.01))
-                else:
-                    got, run_id = self.outbox.get_nowait()
-            except queue.Empty:
-                if wait and time.monotonic() < deadline:
-                    continue
-                if wait:
-                    log.warning("the MLflow writer did not answer for trial %d", token)
-                return None
-            self.ids[got] = run_id
-        return self.ids[token]
 
     def close(self) -> None:
         """Drain every queued write, then stop the writer."""
@@ -152,10 +129,9 @@ class ProcessWriter:
             )
             self.process.terminate()
         self.inbox.close()
-        self.outbox.close()
 
 
-def _serve(uri: str, inbox: Any, outbox: Any, parent_pid: int) -> None:
+def _serve(uri: str, inbox: Any, parent_pid: int) -> None:
     """The writer process: apply messages until told to stop or the parent is gone."""
     writes = Writes(uri)
     while True:
@@ -169,14 +145,10 @@ def _serve(uri: str, inbox: Any, outbox: Any, parent_pid: int) -> None:
         if message is None:
             writes.kill_open("the study process ended with the run open")
             return
-        answer: tuple[int, str | None] | None
         try:
-            answer = writes.apply(message)
+            writes.apply(message)
         except Exception as err:  # one bad write must not stop the others
-            log.warning("MLflow write %s failed: %s", message[0], err)
-            answer = (message[1], None) if message[0] == "create" else None
-        if answer is not None:
-            outbox.put(answer)
+            log.warning("MLflow write %s for run %s failed: %s", message[0], message[1], err)
 
 
 def make_writer(uri: str, kind: str) -> InlineWriter | ProcessWriter:

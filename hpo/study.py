@@ -38,6 +38,7 @@ from objectives.base import Objective
 
 log = logging.getLogger(__name__)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+CV_ATTR = "cv"  # {"std", "fold_values", "info"} of a trial's cross-validation
 
 
 @dataclass
@@ -210,15 +211,15 @@ def evaluate(
     plan: Plan, study: optuna.Study, trial: optuna.Trial, tracker: Tracker | None
 ) -> TrialRecord:
     """Run one trial and tell Optuna its outcome; returns what the tracker logs."""
-    if tracker:
-        tracker.start_trial(trial.number)
+    run_id = tracker.start_trial(trial.number) if tracker else None
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    if run_id:
+        trial.set_user_attr(RUN_ATTR, run_id)
     params: dict[str, Any] = {}
     interrupted: BaseException | None = None
     result: CVResult | None = None
     try:
         params = plan.space.suggest(trial)
-        _link_run(trial, tracker, wait=False)
         result = cross_validate(
             plan.objective,
             params,
@@ -245,29 +246,23 @@ def evaluate(
             log.warning("trial %d failed: %s", trial.number, reason)
         else:
             interrupted = err
-    _tell(study, trial, tracker, record, result)
+    _tell(study, trial, record, result)
     if interrupted is not None:  # Ctrl-C or SIGTERM: the run is KILLED, then we stop
-        if tracker:
-            tracker.kill_trial(trial.number, record.tags["hpo.fail_reason"])
+        if tracker and run_id:
+            tracker.kill_trial(run_id, record.tags["hpo.fail_reason"])
         raise interrupted
-    if tracker:
-        tracker.end_trial(record)
+    if tracker and run_id:
+        tracker.end_trial(run_id, record)
     return record
 
 
 def _tell(
-    study: optuna.Study,
-    trial: optuna.Trial,
-    tracker: Tracker | None,
-    record: TrialRecord,
-    result: CVResult | None,
+    study: optuna.Study, trial: optuna.Trial, record: TrialRecord, result: CVResult | None
 ) -> None:
-    """Store the trial's facts in its user attrs, then its final state."""
-    _link_run(trial, tracker, wait=True)
+    """Store the trial's CV facts in one user attr, then its final state."""
     if result is not None:
-        trial.set_user_attr("std", result.std)
-        trial.set_user_attr("fold_values", result.fold_values)
-        trial.set_user_attr("info", result.info)
+        cv = {"std": result.std, "fold_values": result.fold_values, "info": result.info}
+        trial.set_user_attr(CV_ATTR, cv)
     if record.state == "FAIL":
         trial.set_user_attr("fail_reason", record.tags["hpo.fail_reason"])
         study.tell(trial, state=TrialState.FAIL)
@@ -276,15 +271,6 @@ def _tell(
     else:
         assert result is not None
         study.tell(trial, result.value)
-
-
-def _link_run(trial: optuna.Trial, tracker: Tracker | None, wait: bool) -> None:
-    """Keep the trial's MLflow run id in its user attrs, as soon as the writer knows it."""
-    if tracker is None or RUN_ATTR in trial.user_attrs:
-        return
-    run_id = tracker.trial_run_id(trial.number, wait)
-    if run_id:
-        trial.set_user_attr(RUN_ATTR, run_id)
 
 
 def _pruning_check(trial: optuna.Trial) -> Any:
@@ -305,10 +291,12 @@ def _record(
         "fit_seconds": result.fit_seconds,
         "n_folds_run": len(result.fold_values),
     }
-    metrics |= {f"oof_{k}": v for k, v in result.metrics.items()}
     metrics |= {k: v for k, v in result.info.items()}
     series = {f"{name}_fold": result.fold_values, **result.curves}
-    return TrialRecord(number, state, params, metrics, series)
+    oof = None
+    if result.oof_index is not None:
+        oof = (plan.data.task, plan.data.y[result.oof_index], result.oof_scores)
+    return TrialRecord(number, state, params, metrics, series, oof=oof)
 
 
 def run(cfg: DictConfig) -> report.Summary:
@@ -366,10 +354,10 @@ def _progress(cfg: DictConfig, plan: Plan, study: optuna.Study) -> tqdm:
 def _show(bar: tqdm, study: optuna.Study, record: TrialRecord, plan: Plan) -> None:
     value = record.metrics.get(plan.spec.metric)
     shown = f"{value:.4f}" if value is not None else "-"
-    try:
-        best = f"{study.best_value:.4f}"
-    except ValueError:
-        best = "-"
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = [t.value for t in complete if t.value is not None]
+    pick = max if plan.direction == "maximize" else min
+    best = f"{pick(values):.4f}" if values else "-"
     if record.state != "FAIL":
         bar.update(1)
     bar.set_postfix_str(f"best {plan.spec.metric}={best}")
@@ -413,7 +401,12 @@ def _log_best_model(plan: Plan, study: optuna.Study, tracker: Tracker) -> None:
     best = study.best_trial
     data = plan.data
     model = plan.objective.refit(
-        best.params, data.X, data.y, data.n_classes, best.user_attrs.get("info", {}), plan.seed
+        best.params,
+        data.X,
+        data.y,
+        data.n_classes,
+        best.user_attrs.get(CV_ATTR, {}).get("info", {}),
+        plan.seed,
     )
     sample = data.X[:5]
     uri = log_model(

@@ -40,6 +40,7 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     series: dict[str, list[float]] = field(default_factory=dict)  # step metrics
     tags: dict[str, str] = field(default_factory=dict)
+    oof: tuple[str, Any, Any] | None = None  # (task, y_true, scores): scored by the writer
 
 
 class Tracker:
@@ -92,7 +93,7 @@ class Tracker:
             return False
         return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
 
-    def start_trial(self, number: int) -> None:
+    def start_trial(self, number: int) -> str:
         """Open the trial's child run now, so a running trial is visible in the UI."""
         tags = {
             "mlflow.parentRunId": self.parent_id or "",
@@ -103,13 +104,11 @@ class Tracker:
             "hpo.host": socket.gethostname(),
             "hpo.pid": str(os.getpid()),
         }
-        self.writer.send(("create", number, self.experiment_id, f"trial-{number:04d}", tags))
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
+        self.writer.send(("open", run.info.run_id))
+        return str(run.info.run_id)
 
-    def trial_run_id(self, number: int, wait: bool = True) -> str | None:
-        """The MLflow run id of a trial started here (None if not known yet and not waiting)."""
-        return self.writer.run_id(number, wait)
-
-    def end_trial(self, record: TrialRecord) -> None:
+    def end_trial(self, run_id: str, record: TrialRecord) -> None:
         """Log everything about the trial in one batch, then close the run with its state."""
         metrics = [(k, float(v), 0) for k, v in record.metrics.items()]
         metrics += [
@@ -120,11 +119,11 @@ class Tracker:
         params = {k: str(v) for k, v in record.params.items()}
         tags = {k: mask(str(v)) for k, v in {"hpo.state": record.state, **record.tags}.items()}
         status = "FAILED" if record.state == "FAIL" else "FINISHED"
-        self.writer.send(("end", record.number, metrics, params, tags, status))
+        self.writer.send(("end", run_id, metrics, params, tags, status, record.oof))
 
-    def kill_trial(self, number: int, reason: str) -> None:
+    def kill_trial(self, run_id: str, reason: str) -> None:
         """Close an interrupted trial's run as KILLED, so no run stays RUNNING."""
-        self.writer.send(("kill", number, {"hpo.state": "KILLED", "hpo.fail_reason": mask(reason)}))
+        self.writer.send(("kill", run_id, {"hpo.state": "KILLED", "hpo.fail_reason": mask(reason)}))
 
     def kill_run(self, run_id: str, reason: str) -> None:
         """Close the run of a trial another (dead) process left open."""

@@ -205,8 +205,8 @@ def test_cross_validate_other_metrics_are_out_of_fold():
     oof = np.empty(len(data.y))
     for train, valid in folds:
         oof[valid] = data.y[train].mean()
-    assert result.metrics["mae"] == pytest.approx(np.mean(np.abs(data.y - oof)))
-    assert "f1" not in result.metrics
+    assert list(result.oof_index) == list(range(len(data.y)))
+    assert result.oof_scores == pytest.approx(oof)
 
 
 def test_cross_validate_averages_info_and_concatenates_curves():
@@ -240,7 +240,8 @@ def test_cross_validate_multiclass_prior():
     expected = -(0.5 * np.log(0.5) + 0.5 * np.log(0.25))
     assert result.value == pytest.approx(expected)
     assert result.fold_values == pytest.approx([expected] * 5)
-    assert result.metrics["accuracy"] == pytest.approx(0.5)
+    assert result.oof_scores.shape == (len(data.y), 3)
+    assert result.oof_scores[:, 0] == pytest.approx(0.5)
 
 
 def test_pooled_loo_computes_one_value_on_pooled_predictions():
@@ -363,7 +364,7 @@ def test_parallel_folds_give_the_same_result_and_report_in_fold_order():
         n_jobs=2,
     )
     assert parallel.fold_values == pytest.approx(serial.fold_values)
-    assert parallel.metrics == pytest.approx(serial.metrics)
+    assert parallel.oof_scores == pytest.approx(serial.oof_scores)
     assert steps == [0, 1, 2, 3, 4]
 
 

@@ -59,6 +59,12 @@ def test_each_study_runs_under_each_sampler(make_cfg, study_name: str, sampler: 
         assert child.data.params == {k: str(v) for k, v in trial.params.items()}
         assert child.data.metrics[metric] == pytest.approx(trial.value)
         assert f"{metric}_std" in child.data.metrics
+        others = (
+            {"oof_r2", "oof_mae", "oof_huber"}
+            if metric == "rmse"
+            else {"oof_mcc", "oof_specificity", "oof_cohen_kappa", "oof_roc_auc"}
+        )
+        assert others <= set(child.data.metrics), "every other metric of the task, out of fold"
         assert 1 <= child.data.metrics["n_rounds"] <= 20
         history = MlflowClient(cfg.tracking.uri).get_metric_history(
             child.info.run_id, f"{metric}_fold"
