@@ -147,3 +147,74 @@ def test_sigterm_fails_the_running_trial_kills_its_run_and_exits_143(tmp_path: P
     assert run.info.status == "KILLED"
     parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.info.status == "KILLED"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_mlflow_ui_command_from_the_readme_serves_the_study(tmp_path: Path) -> None:
+    """`hpo` (the console script), then the README's `mlflow ui` command, asked over HTTP."""
+    import json
+    import shutil
+    import time
+    import urllib.request
+
+    script = shutil.which("hpo", path=str(Path(sys.executable).parent))
+    assert script, "the console script `hpo` is installed beside python"
+    done = subprocess.run(
+        [script, "study=xgb_rmse", "study.n_trials=2", *FAST],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    command = next(
+        line.split("#")[0].split() for line in readme.splitlines() if line.startswith("mlflow ui")
+    )
+    port = _free_port()
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    server = subprocess.Popen(
+        [mlflow_bin, *command[1:], "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        got = json.load(
+            urllib.request.urlopen(
+                f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=xgb_rmse"
+            )
+        )
+        experiment_id = got["experiment"]["experiment_id"]
+        request = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search",
+            method="POST",
+            data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        found = json.load(urllib.request.urlopen(request))["runs"]
+        names = sorted(r["info"]["run_name"] for r in found)
+        assert names == ["trial-0000", "trial-0001", "xgb_rmse"]
+        parent = next(r for r in found if r["info"]["run_name"] == "xgb_rmse")
+        artifact = urllib.request.urlopen(
+            f"{base}/get-artifact?path=config.yaml&run_uuid={parent['info']['run_id']}"
+        ).read()
+        assert b"name: xgb_rmse" in artifact
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
