@@ -16,10 +16,13 @@ Variants (same xgb_f1 search space, suggested every trial; no model is fitted):
   floor     the peer's objective on in-memory Optuna, TPESampler(seed=0), no logging.
   floor-mv  as floor, with hpo's TPE settings: the sampler's own share of hpo's time.
 
-Per-trial time is the trial loop's wall time / N: for hpo from its first claim()
-to the start of finish() (found by wrapping both at runtime), for the others
-study.optimize(). Startup (plan, storages, MLflow schema) and hpo's end-of-study
-step (summary, plots, refit + log_model) are fixed costs, reported separately.
+Per-trial time is (loop + drain) / N. The loop is, for hpo, its first claim() to
+the start of finish() (found by wrapping both at runtime), for the others
+study.optimize(); drain is hpo's wait in finish() for the trial writes it queued
+to its MLflow writer process. A second measure needs no hooks: the marginal cost
+(total(N) - total(--small)) / (N - --small). Startup (plan, storages, MLflow
+schema) and hpo's end-of-study step (summary, plots, refit + log_model) are
+fixed costs, reported separately.
 """
 
 from __future__ import annotations
@@ -158,48 +161,68 @@ def benchmark(args: argparse.Namespace) -> None:
         print(f"warm-up: {args.warmup} trials of each variant (not counted)", flush=True)
         for variant in variants:
             run_variant(variant, args.warmup)
-    results: dict[str, list[Phases]] = {v: [] for v in variants}
+    big: dict[str, list[Phases]] = {v: [] for v in variants}
+    small: dict[str, list[Phases]] = {v: [] for v in variants}
     for repeat in range(args.repeats):
         for variant in rotate(variants, repeat):
             phases = run_variant(variant, args.trials)
-            results[variant].append(phases)
-            per = phases.loop if phases.loop is not None else phases.total
-            print(
+            big[variant].append(phases)
+            line = (
                 f"  repeat {repeat + 1}/{args.repeats} {variant:<8} "
-                f"{per / args.trials * 1000:7.2f} ms/trial  (total {phases.total:.1f} s)",
-                flush=True,
+                f"{phases.trials_wall / args.trials * 1000:7.2f} ms/trial  "
+                f"(total {phases.total:.1f} s"
             )
+            if args.small:
+                small[variant].append(run_variant(variant, args.small))
+                line += f"; {args.small} trials: {small[variant][-1].total:.1f} s"
+            print(line + ")", flush=True)
 
     def per_trial(p: Phases) -> float:
-        return (p.loop if p.loop is not None else p.total) / args.trials
+        return p.trials_wall / args.trials
 
-    peer = med([per_trial(p) for p in results.get("peer", [])])
+    def marginal(variant: str) -> list[float | None]:
+        if not args.small:
+            return []
+        return [
+            (b.total - s.total) / (args.trials - args.small)
+            for b, s in zip(big[variant], small[variant], strict=True)
+        ]
+
+    peer = med([per_trial(p) for p in big.get("peer", [])])
+    peer_marginal = med(marginal("peer")) if "peer" in big else None
     rows = []
     for variant in variants:
-        runs = results[variant]
-        mine = med([per_trial(p) for p in runs])
-        ratio = f"{mine / peer:.2f}" if peer and mine is not None else "-"
+        runs = big[variant]
+        mine, mine_marginal = med([per_trial(p) for p in runs]), med(marginal(variant))
         rows.append(
             [
                 variant,
                 WHAT[variant],
                 spread([per_trial(p) for p in runs], 1000, 2),
+                spread(marginal(variant), 1000, 2),
                 spread([p.loop for p in runs], 1, 2),
+                spread([p.drain for p in runs], 1, 2) if variant == "hpo" else "-",
                 spread([p.startup for p in runs], 1, 2),
                 spread([p.end for p in runs], 1, 2) if variant == "hpo" else "-",
                 spread([p.total for p in runs], 1, 2),
-                ratio,
+                f"{mine / peer:.2f}" if peer and mine is not None else "-",
+                f"{mine_marginal / peer_marginal:.2f}"
+                if peer_marginal and mine_marginal is not None
+                else "-",
             ]
         )
     headers = [
         "variant",
         "what runs",
         "per-trial ms",
+        "marginal ms",
         "loop s",
+        "drain s",
         "startup s",
         "end-of-study s",
         "total s",
         "x peer",
+        "x peer (marg.)",
     ]
     print()
     print(
@@ -207,17 +230,21 @@ def benchmark(args: argparse.Namespace) -> None:
         f"{args.repeats} interleaved repeats; "
         f"each cell: median [min-max] over repeats; load average {load_before} -> {load()}"
     )
-    print(table(headers, rows, right={2, 3, 4, 5, 6, 7}))
+    print(table(headers, rows, right=set(range(2, len(headers)))))
     print(
-        "per-trial = loop wall time / trials (hpo: first claim() .. start of finish(); "
-        "others: study.optimize)\n"
-        "startup = before the loop (config/plan, storages, MLflow schema, study); "
-        "end-of-study = hpo's finish() (summary, plots, refit, log_model)\n"
-        "x peer = per-trial median / peer's per-trial median; target for hpo: <= 0.50"
+        "per-trial = (loop + drain) / trials. loop: hpo from its first claim() to the start of "
+        "finish(), the others study.optimize;\n"
+        "  drain: the wait in finish() for trial writes hpo queued to its MLflow writer "
+        "process (0 when it writes inline)\n"
+        f"marginal = (total at {args.trials} trials - total at {args.small} trials) / "
+        f"{args.trials - args.small}: all costs that grow with trials, whatever the phase\n"
+        "startup = before the loop (plan, storages, MLflow schema and writer, study); "
+        "end-of-study = rest of hpo's finish() (summary, plots, refit, log_model)\n"
+        "x peer = median / peer's median; target for hpo: <= 0.50"
     )
-    if "hpo" in results and "floor-mv" in results:
-        hpo_ms = med([per_trial(p) for p in results["hpo"]])
-        floor_ms = med([per_trial(p) for p in results["floor-mv"]])
+    if "hpo" in big and "floor-mv" in big:
+        hpo_ms = med([per_trial(p) for p in big["hpo"]])
+        floor_ms = med([per_trial(p) for p in big["floor-mv"]])
         if hpo_ms is not None and floor_ms is not None:
             print(
                 f"hpo's platform cost above its own sampler (hpo - floor-mv): "
@@ -231,8 +258,9 @@ def profile(args: argparse.Namespace) -> None:
     loop = phases.loop if phases.loop is not None else phases.total
     print(
         f"hpo variant, {args.trials} trials: loop {loop:.2f} s "
-        f"({loop / args.trials * 1000:.2f} ms/trial, under cProfile); "
-        f"only the trial loop is profiled; load {load()}"
+        f"({loop / args.trials * 1000:.2f} ms/trial, under cProfile), then "
+        f"{phases.drain:.2f} s draining queued writes; only the trial loop of the study "
+        f"process is profiled (not an MLflow writer process); load {load()}"
     )
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -259,11 +287,12 @@ def breakdown(args: argparse.Namespace) -> None:
         (Tracker, "start_trial", "Tracker.start_trial: MLflow create_run"),
         (optuna.trial.Trial, "set_user_attr", "trial.set_user_attr (journal write each)"),
         (hs, "cross_validate", "cross_validate, excluding the two rows below"),
-        (hpo.cv, "score_all", "  score_all: every classification metric on OOF"),
+        (hpo.cv, "score_all", "  score_all: every metric of the task on OOF"),
         (optuna.trial.Trial, "report", "  trial.report + should_prune (journal write)"),
         (optuna.study.Study, "tell", "study.tell (journal write)"),
-        (MlflowClient, "log_batch", "MLflow log_batch (params, metrics, series, tags)"),
-        (MlflowClient, "set_terminated", "MLflow set_terminated"),
+        (Tracker, "end_trial", "Tracker.end_trial, excluding the two rows below"),
+        (MlflowClient, "log_batch", "  MLflow log_batch (inline writer only)"),
+        (MlflowClient, "set_terminated", "  MLflow set_terminated (inline writer only)"),
         (hs, "_show", "_show: study.best_value + progress/log line"),
     ]
     for owner, attr, label in targets:
@@ -276,34 +305,33 @@ def breakdown(args: argparse.Namespace) -> None:
     n = args.trials
     secs = dict(probes.seconds)
     labels = [t[2] for t in targets]
-    suggest, tpe = labels[1], labels[2]
-    cv, score, report = labels[5], labels[6], labels[7]
-    secs[suggest] -= secs[tpe]  # parent rows are shown exclusive of their sub-rows
-    secs[cv] -= secs[score] + secs[report]
-    rows = []
-    for label in labels:
-        rows.append(
-            [
-                label,
-                f"{probes.calls[label] / n:.1f}",
-                f"{secs[label] / n * 1000:.2f}",
-                f"{secs[label] / loop * 100:.1f}",
-            ]
-        )
+    for parent, children in ((1, (2,)), (5, (6, 7)), (9, (10, 11))):
+        secs[labels[parent]] -= sum(secs[labels[c]] for c in children)  # exclusive parents
+    rows = [
+        [
+            label,
+            f"{probes.calls[label] / n:.1f}",
+            f"{secs[label] / n * 1000:.2f}",
+            f"{secs[label] / loop * 100:.1f}",
+        ]
+        for label in labels
+    ]
     other = loop - sum(secs[label] for label in labels)
+    rows.append(["rest of the loop", "", f"{other / n * 1000:.2f}", f"{other / loop * 100:.1f}"])
+    rows.append(["loop total", "", f"{loop / n * 1000:.2f}", "100.0"])
     rows.append(
         [
-            "rest of the loop (evaluate glue, _record, ...)",
+            "after the loop: drain of queued trial writes",
             "",
-            f"{other / n * 1000:.2f}",
-            f"{other / loop * 100:.1f}",
+            f"{phases.drain / n * 1000:.2f}",
+            f"{phases.drain / loop * 100:.1f}",
         ]
     )
-    rows.append(["loop total", "", f"{loop / n * 1000:.2f}", "100.0"])
     print()
     print(
-        f"hpo variant, {n} trials, one run: wall time per trial by component "
-        f"(inclusive wall time of wrapped calls during the loop; no profiler); load {load()}"
+        f"hpo {revision()} variant, {n} trials, one run: wall time per trial by component "
+        f"(inclusive wall time of wrapped calls in the study process during the loop; "
+        f"no profiler); load {load()}"
     )
     print(table(["component", "calls/trial", "ms/trial", "% of loop"], rows, right={1, 2, 3}))
 
@@ -314,6 +342,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (3)")
     parser.add_argument(
         "--warmup", type=int, default=10, help="uncounted warm-up trials per variant (10; 0: off)"
+    )
+    parser.add_argument(
+        "--small",
+        type=int,
+        default=20,
+        help="also run each variant at this many trials per repeat, for the marginal "
+        "per-trial cost from totals (20; 0: off)",
     )
     parser.add_argument(
         "--variants",
@@ -342,6 +377,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.trials < 2 or args.repeats < 1:
         parser.error("--trials must be >= 2 and --repeats >= 1")
+    if not 0 <= args.small < args.trials:
+        parser.error("--small must be >= 0 and below --trials")
     quiet()
     if args.profile:
         profile(args)
