@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ import optuna
 from filelock import FileLock
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from hpo.config import StorageConfig
 from hpo.errors import UserError
@@ -58,18 +61,44 @@ def _rdb(url: str, cfg: StorageConfig) -> RDBStorage:
             "connect_args": {"connect_timeout": 10},
         }
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=cfg.heartbeat_interval,
-            grace_period=cfg.grace_period,
-        )
+        with init_lock(url, "optuna-schema"):
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=cfg.heartbeat_interval,
+                grace_period=cfg.grace_period,
+            )
     except Exception as err:  # SQLAlchemy wraps every driver's connection error differently
         reason = mask(str(err).splitlines()[0]) if str(err) else type(err).__name__
         raise UserError(
             f"cannot open storage {mask(url)} ({reason}): check storage.url "
             "and that the database is running"
         ) from None
+
+
+@contextlib.contextmanager
+def init_lock(url: str, name: str) -> Iterator[None]:
+    """Serialize one-time schema creation (Optuna's or MLflow's tables): processes starting
+    together on an empty database would otherwise race on CREATE TABLE and fail."""
+    if url.startswith("postgresql"):
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(name)}
+                )
+                yield
+        finally:
+            engine.dispose()
+    elif url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{path}.{name}.lock"):
+            yield
+    else:
+        yield
 
 
 def display_url(cfg: StorageConfig) -> str:
@@ -81,18 +110,34 @@ def display_url(cfg: StorageConfig) -> str:
 
 @contextlib.contextmanager
 def study_lock(storage: BaseStorage, study_name: str) -> Iterator[None]:
-    """A short lock around "create the study" and "count, then ask for a trial".
+    """A short study-wide lock around "create the study" and "count, then ask for a trial".
 
-    For a local file store it is a file lock beside the file, so several
-    processes on this machine never overshoot the budget or create the study
-    twice. In-memory and database storages are used by one process here.
+    Held by every worker in turn, it makes the budget exact (no n + workers - 1
+    overshoot), keeps grid points from being handed out twice, and lets one
+    worker create the study and its MLflow parent run while the others wait.
+    PostgreSQL: a transaction-level advisory lock keyed by the study name, so
+    it works across machines and is released if the worker dies. Local files
+    (journal, SQLite): a file lock beside the file.
     """
+    if isinstance(storage, RDBStorage) and storage.engine.dialect.name == "postgresql":
+        with storage.engine.begin() as connection:
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(study_name)}
+            )
+            yield
+        return
     path = _lock_path(storage, study_name)
     if path is None:
         yield
         return
     with FileLock(str(path)):
         yield
+
+
+def _lock_key(study_name: str) -> int:
+    """A signed 64-bit advisory-lock key from the study name."""
+    digest = hashlib.sha256(f"hpo:{study_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _lock_path(storage: BaseStorage, study_name: str) -> Path | None:

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from hpo.config import TrackingConfig
 from hpo.run_writer import make_writer
-from hpo.storage import mask
+from hpo.storage import init_lock, mask
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ATTR = "mlflow_run_id"
@@ -48,7 +48,8 @@ class Tracker:
 
     def __init__(self, cfg: TrackingConfig, study_name: str, sampler: str) -> None:
         self.uri = cfg.uri
-        self.client = MlflowClient(tracking_uri=cfg.uri)
+        with init_lock(cfg.uri, "mlflow-schema"):  # opening the store creates its tables
+            self.client = MlflowClient(tracking_uri=cfg.uri)
         self.study_name = study_name
         self.sampler = sampler
         self.experiment_id = self._experiment(cfg.artifact_location)
@@ -199,6 +200,7 @@ def log_model(
             model,
             name="best_model",
             signature=infer_signature(X_sample, y_sample),
+            input_example=X_sample,  # mlflow.pytorch's default pt2 format traces the model on it
             pip_requirements=requirements or None,
             tags={"hpo.trial": str(trial_number)},
         )
