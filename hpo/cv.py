@@ -3,6 +3,12 @@
 The folds are drawn once per study and reused by every trial, so trials are
 compared on the same data. After each fold the running mean is reported to
 the pruner; a hopeless trial stops after one or two folds.
+
+An objective that reports epochs (``Objective.max_steps`` is not None) is
+pruned on those reports instead: fold i's epoch e is step ``i * max_steps + e``,
+so a step means the same fold and epoch in every trial, each fold ends at its
+last step, and a pruner's resource (Hyperband's ``max_resource: auto``) is
+n_folds * max_epochs (max_epochs in holdout mode).
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from hpo.config import CVConfig
 from hpo.data import Dataset
 from hpo.errors import UserError
 from hpo.metrics import Metric
-from objectives.base import FoldData, FoldOutput, Objective
+from objectives.base import FoldData, FoldOutput, Objective, Reporter
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 SCHEMES = ("kfold", "stratified_kfold", "timeseries", "loo", "holdout")
+PruneCheck = Callable[[int, float], bool]  # (step, value) -> prune?
 
 
 def make_splitter(cv: CVConfig, task: str) -> Any:
@@ -62,9 +69,42 @@ def make_folds(cv: CVConfig, data: Dataset) -> Folds:
 class FoldsPruned(optuna.TrialPruned):
     """Pruned after some folds; carries what was measured so it can still be logged."""
 
-    def __init__(self, result: CVResult) -> None:
-        super().__init__(f"pruned after fold {len(result.fold_values)}")
+    def __init__(self, result: CVResult, reason: str | None = None) -> None:
+        super().__init__(reason or f"pruned after fold {len(result.fold_values)}")
         self.result = result
+
+
+class _EpochReports:
+    """Numbers an objective's per-epoch reports across folds and remembers which fold was pruned.
+
+    Once one fold is pruned, every other fold's report answers "stop" at
+    once: folds running side by side in the same wave stop too.
+    """
+
+    def __init__(self, should_prune: PruneCheck, stride: int) -> None:
+        self.should_prune = should_prune
+        self.stride = stride
+        self.last_step: dict[int, int] = {}  # fold -> last epoch it reported
+        self.pruned: int | None = None  # the fold the pruner stopped
+
+    def for_fold(self, index: int) -> Reporter:
+        def report(step: int, value: float) -> bool:
+            if self.pruned is not None:
+                return True
+            self.last_step[index] = step
+            if self.should_prune(index * self.stride + step, value):
+                self.pruned = index
+                return True
+            return False
+
+        return report
+
+    def stop(self, result: CVResult) -> FoldsPruned:
+        """The exception ending a trial pruned mid-fold, with the fold and epoch it stopped at."""
+        assert self.pruned is not None
+        epoch = self.last_step[self.pruned] + 1
+        result.info |= {"pruned_fold": float(self.pruned), "pruned_epoch": float(epoch)}
+        return FoldsPruned(result, f"pruned at epoch {epoch} of fold {self.pruned}")
 
 
 @dataclass
@@ -79,9 +119,6 @@ class CVResult:
     info: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
     fit_seconds: float = 0.0
-
-
-PruneCheck = Callable[[int, float], bool]
 
 
 def cross_validate(
@@ -102,9 +139,12 @@ def cross_validate(
     2.5x faster than one fold on two threads). After each fold, in fold order,
     ``should_prune(step, running_mean)`` is asked (step = fold index) unless
     ``pooled``, where the metric is computed once on all out-of-fold
-    predictions (leave-one-out: one row per fold).
+    predictions (leave-one-out: one row per fold) and nothing is pruned. An
+    objective that reports epochs is asked per epoch instead (module docstring).
     """
     n_jobs = max(1, min(n_jobs, len(folds)))
+    stride = objective.max_steps(params)
+    epochs = _EpochReports(should_prune, stride) if should_prune and stride and not pooled else None
     threads = max(1, (os.cpu_count() or 1) // n_jobs)
     oof: np.ndarray | None = None
     seen = np.zeros(len(data.y), dtype=bool)
@@ -116,9 +156,15 @@ def cross_validate(
     def fit(index: int) -> FoldOutput:
         train, valid = folds[index]
         fold = FoldData(
-            data.X[train], data.y[train], data.X[valid], data.n_classes, seed + index, threads
+            data.X[train],
+            data.y[train],
+            data.X[valid],
+            data.n_classes,
+            seed + index,
+            threads,
+            metric,
         )
-        return objective.fit_predict(params, fold)
+        return objective.fit_predict(params, fold, epochs.for_fold(index) if epochs else None)
 
     with ThreadPoolExecutor(n_jobs) if n_jobs > 1 else _Inline() as pool:
         for wave in range(0, len(folds), n_jobs):
@@ -134,7 +180,9 @@ def cross_validate(
                 if pooled:
                     continue
                 fold_values.append(metric(data.y[valid], out.scores))
-                if should_prune and should_prune(index, float(np.mean(fold_values))):
+                if epochs is not None and epochs.pruned is not None:
+                    raise epochs.stop(_result(fold_values, infos, curves, started))
+                if epochs is None and should_prune and should_prune(index, _mean(fold_values)):
                     raise FoldsPruned(_result(fold_values, infos, curves, started))
     assert oof is not None, "no folds"
     if pooled:
@@ -172,6 +220,10 @@ def _result(
         curves=curves,
         fit_seconds=time.perf_counter() - started,
     )
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
 
 
 def _keys(infos: list[dict[str, float]]) -> Iterator[str]:

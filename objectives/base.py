@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 
 # report(step, value) -> True when the trial should stop (the pruner said so).
+# ``value`` is in the study metric's terms (same scale and direction), measured
+# on the objective's own inner split, never on the fold being scored.
 Reporter = Callable[[int, float], bool]
+Score = Callable[[np.ndarray, np.ndarray], float]  # metric(y_true, scores)
 
 
 @dataclass
@@ -30,6 +33,9 @@ class FoldData:
     n_classes: int
     seed: int
     threads: int = 1  # CPU threads this fit may use (folds may run side by side)
+    # The study's metric, so that values reported per epoch on an inner split of
+    # the training rows are comparable across trials and point the study's way.
+    metric: Score | None = None
 
 
 @dataclass
@@ -57,6 +63,17 @@ class Objective(ABC):
         self, params: dict[str, Any], fold: FoldData, report: Reporter | None = None
     ) -> FoldOutput:
         """Fit on ``fold.X_train``/``y_train`` and score ``fold.X_valid``."""
+
+    def max_steps(self, params: dict[str, Any]) -> int | None:
+        """The most steps ``report`` is called with in one fold (epochs), or None if never.
+
+        The harness numbers fold i's step s as ``i * max_steps + s``, so a step
+        means the same fold and epoch in every trial. An objective that reports
+        must end each fold with a report at step ``max_steps - 1`` (early
+        stopping: the value of the model it returns), so every fold spans the
+        same steps and a pruner's resource is exactly n_folds * max_steps.
+        """
+        return None
 
     @abstractmethod
     def refit(
