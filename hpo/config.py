@@ -55,6 +55,7 @@ class StorageConfig:
     url: str = "journal:optuna.journal"
     heartbeat_interval: int | None = None
     grace_period: int | None = None
+    max_retry: int = 3  # times a trial whose worker died is run again
 
 
 @dataclass

@@ -16,8 +16,14 @@ from typing import Any
 
 import optuna
 from filelock import FileLock
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import (
+    BaseStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import FrozenTrial
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -49,6 +55,28 @@ def open_storage(cfg: StorageConfig) -> BaseStorage:
     )
 
 
+class StaleTrials:
+    """Called by Optuna for each trial whose heartbeat stopped (its worker died).
+
+    Enqueues the same parameters again (up to ``max_retry`` times, through
+    Optuna's RetryHeartbeatStaleTrialCallback) and keeps the failed trials so
+    that the runner can close their MLflow runs as KILLED.
+    """
+
+    def __init__(self, max_retry: int) -> None:
+        self.max_retry = max_retry
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        self.failed: list[FrozenTrial] = []
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.retry(study, trial)
+        self.failed.append(trial)
+
+    def drain(self) -> list[FrozenTrial]:
+        failed, self.failed = self.failed, []
+        return failed
+
+
 def _rdb(url: str, cfg: StorageConfig) -> RDBStorage:
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
@@ -67,6 +95,7 @@ def _rdb(url: str, cfg: StorageConfig) -> RDBStorage:
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=cfg.heartbeat_interval,
                 grace_period=cfg.grace_period,
+                heartbeat_stale_trial_callback=StaleTrials(cfg.max_retry),
             )
     except Exception as err:  # SQLAlchemy wraps every driver's connection error differently
         reason = mask(str(err).splitlines()[0]) if str(err) else type(err).__name__

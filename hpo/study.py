@@ -7,13 +7,17 @@ study-wide lock, so a rerun resumes and several processes never overshoot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import socket
 import sys
+import threading
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -21,6 +25,8 @@ import numpy as np
 import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat, get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import TrialState
 from tqdm import tqdm
 
@@ -32,12 +38,14 @@ from hpo.errors import UserError
 from hpo.metrics import Metric, get_metric
 from hpo.samplers import build_pruner, build_sampler, sampler_kind
 from hpo.space import Space, parse_space
-from hpo.storage import display_url, mask, open_storage, study_lock
+from hpo.storage import StaleTrials, display_url, mask, open_storage, study_lock
 from hpo.tracking import PARENT_ATTR, RUN_ATTR, Tracker, TrialRecord, log_model
 from objectives.base import Objective
 
 log = logging.getLogger(__name__)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+MAX_RETRY = 3  # a dead worker's trial runs again at most this often, unless storage.max_retry
+WAIT_SECONDS = 1.0  # how often a worker waiting on others' running trials looks again
 CV_ATTR = "cv"  # {"std", "fold_values", "info"} of a trial's cross-validation
 
 
@@ -132,7 +140,7 @@ def open_study(
             load_if_exists=True,
         )
         _check_compatible(study, plan)
-        _reap_orphans(study, tracker)
+        recover(study, tracker)
         if tracker is not None:
             existing = study.user_attrs.get(PARENT_ATTR)
             parent = tracker.open_parent(
@@ -178,11 +186,26 @@ def _reap_orphans(study: optuna.Study, tracker: Tracker | None) -> None:
         if not worker.startswith(host + ":") or _alive(int(worker.rsplit(":", 1)[1])):
             continue
         study.tell(trial.number, state=TrialState.FAIL)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=_max_retry(study))  # same params
+        retry(study, study._storage.get_trial(trial._trial_id))
         log.warning(
             "trial %d was left running by dead process %s: marked FAIL", trial.number, worker
         )
         if tracker is not None and RUN_ATTR in trial.user_attrs:
             tracker.kill_run(trial.user_attrs[RUN_ATTR], f"process {worker} died")
+
+
+def heartbeat(trial: optuna.Trial, storage: optuna.storages.BaseStorage) -> Any:
+    """Optuna's heartbeat thread for one trial (a no-op without heartbeats).
+
+    Optuna starts it only inside ``Study.optimize``; hpo runs its own loop.
+    """
+    return get_heartbeat_thread(trial._trial_id, storage)
+
+
+def _max_retry(study: optuna.Study) -> int:
+    stale = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    return stale.max_retry if isinstance(stale, StaleTrials) else MAX_RETRY
 
 
 def _alive(pid: int) -> bool:
@@ -198,13 +221,72 @@ def _alive(pid: int) -> bool:
 
 
 def claim(
-    study: optuna.Study, storage: optuna.storages.BaseStorage, budget: int | None
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    budget: int | None,
+    tracker: Tracker | None,
+    deadline: float,
 ) -> optuna.Trial | None:
-    """A new trial if the study's finished + running trials are below the budget."""
-    with study_lock(storage, study.study_name):
-        if budget is not None and len(study.get_trials(deepcopy=False, states=COUNTED)) >= budget:
+    """A new trial while the study's finished + running trials are below the budget.
+
+    When running trials hold the rest of the budget, wait: if one of their
+    workers dies, its trial fails (heartbeat) and is retried here. None once
+    the study's finished trials reach the budget (or the time is up).
+    """
+    while True:
+        with study_lock(storage, study.study_name):
+            counted = study.get_trials(deepcopy=False, states=COUNTED)
+            if budget is None or len(counted) < budget:
+                return study.ask()
+            if sum(t.state != TrialState.RUNNING for t in counted) >= budget:
+                return None
+        if time.monotonic() >= deadline:
             return None
-        return study.ask()
+        time.sleep(WAIT_SECONDS)
+        recover(study, tracker)
+
+
+def recover(study: optuna.Study, tracker: Tracker | None) -> None:
+    """Fail the trials of dead workers (by heartbeat, or by pid on this host), close their runs."""
+    _reap_orphans(study, tracker)
+    storage = study._storage  # Optuna wraps an RDBStorage in a cache that keeps its heartbeat API
+    if not (isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)):
+        return
+    optuna.storages.fail_stale_trials(study)
+    stale = storage.get_heartbeat_stale_trial_callback()
+    for trial in stale.drain() if isinstance(stale, StaleTrials) else []:
+        log.warning(
+            "trial %d lost its worker (no heartbeat): marked FAIL and retried", trial.number
+        )
+        if tracker is not None and RUN_ATTR in trial.user_attrs:
+            tracker.kill_run(trial.user_attrs[RUN_ATTR], "its worker stopped sending heartbeats")
+
+
+@contextlib.contextmanager
+def watchdog(study: optuna.Study, tracker: Tracker | None) -> Iterator[None]:
+    """While this worker runs trials, look for dead workers' trials every heartbeat interval."""
+    storage = study._storage
+    enabled = isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)
+    interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+    if not (enabled and interval):
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(interval):
+            try:
+                recover(study, tracker)
+            except Exception as err:  # an outage: the main loop decides what to do
+                log.warning("could not check for dead workers: %s", mask(str(err))[:200])
+
+    thread = threading.Thread(target=watch, name="hpo-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def evaluate(
@@ -301,6 +383,8 @@ def _record(
 
 def run(cfg: DictConfig) -> report.Summary:
     """Run (or resume) the configured study to its budget and report on it."""
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     plan = make_plan(cfg)
     storage = open_storage(cfg.storage)
     tracker = (
@@ -309,13 +393,14 @@ def run(cfg: DictConfig) -> report.Summary:
     failures = 0
     try:
         study = open_study(cfg, plan, storage, tracker)
-        with _progress(cfg, plan, study) as bar:
+        with _progress(cfg, plan, study) as bar, watchdog(study, tracker):
             deadline = time.monotonic() + plan.spec.timeout if plan.spec.timeout else math.inf
             while time.monotonic() < deadline:
-                trial = claim(study, storage, plan.budget)
+                trial = claim(study, storage, plan.budget, tracker, deadline)
                 if trial is None:
                     break
-                record = evaluate(plan, study, trial, tracker)
+                with heartbeat(trial, storage):
+                    record = evaluate(plan, study, trial, tracker)
                 failures = failures + 1 if record.state == "FAIL" else 0
                 _show(bar, study, record, plan)
                 if failures >= plan.spec.max_failures:
