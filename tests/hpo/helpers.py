@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,12 @@ class PriorObjective(Objective):
     flavor: str = "sklearn"
     fail_above: float | None = None  # fail when params["x"] is above this
     nan: bool = False
+    sleep: float = 0.0  # seconds per fold, to keep a trial running
 
     def fit_predict(
         self, params: dict[str, Any], fold: FoldData, report: Reporter | None = None
     ) -> FoldOutput:
+        time.sleep(self.sleep)
         if self.fail_above is not None and params.get("x", 0) > self.fail_above:
             raise RuntimeError(f"x={params['x']} is too large")
         level = float(np.mean(fold.y_train)) + 0.3 * float(params.get("x", 0))
