@@ -9,6 +9,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0  # the CPU wheel first: resolving torch from .[dev] alone can pull CUDA
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
