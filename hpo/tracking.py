@@ -190,7 +190,8 @@ def log_model(
     requirements = []
     for package in REQUIREMENTS.get(flavor, []):
         try:
-            requirements.append(f"{package}=={version(package)}")
+            # local tags such as torch's "+cpu" are not on PyPI: pin the public release
+            requirements.append(f"{package}=={version(package).split('+')[0]}")
         except PackageNotFoundError:
             requirements.append(package)
     module = importlib.import_module(f"mlflow.{flavor}")
