@@ -100,6 +100,7 @@ class Phases:
     loop: float | None = None  # first claim .. start of finish()
     drain: float = 0.0  # in finish(): waiting for trial writes queued during the loop
     end: float | None = None  # the rest of finish(): summary, plots, refit + log_model
+    cpu: float | None = None  # user + system CPU seconds, this process and reaped children
     result: Any = None
 
     @property
@@ -160,6 +161,7 @@ def run_hpo(
     hs.claim, hs.finish = claim, finish  # type: ignore[assignment]
     if orig_flush is not None:
         ht.Tracker.flush = flush  # type: ignore[method-assign]
+    cpu = cpu_seconds()
     start = time.perf_counter()
     try:
         result = hs.run(cfg)
@@ -170,13 +172,19 @@ def run_hpo(
             ht.Tracker.flush = orig_flush  # type: ignore[method-assign]
         if on_loop_end is not None and marks.finish_start is None:
             on_loop_end()
-    phases = Phases(total=stop - start, result=result)
+    phases = Phases(total=stop - start, cpu=cpu_seconds() - cpu, result=result)
     if marks.first_claim is not None and marks.finish_start is not None:
         phases.startup = marks.first_claim - start
         phases.loop = marks.finish_start - marks.first_claim
         phases.drain = marks.drain or 0.0
         phases.end = stop - marks.finish_start - phases.drain
     return phases
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have been waited for."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 class Probes:

@@ -32,6 +32,7 @@ from typing import Any
 from benchmarks.common import (
     Phases,
     compose,
+    cpu_seconds,
     load,
     load_space,
     med,
@@ -124,6 +125,7 @@ def run_peer(n_trials: int) -> Outcome:
     from hpo.data import load_data
 
     space = load_space(STUDY)
+    cpu = cpu_seconds()
     start = time.perf_counter()
     data = load_data("imbalanced", "classification", 0)
     X, y = data.X, data.y
@@ -140,7 +142,12 @@ def run_peer(n_trials: int) -> Outcome:
     loop_start = time.perf_counter()
     study.optimize(objective, n_trials=n_trials)
     stop = time.perf_counter()
-    phases = Phases(total=stop - start, startup=loop_start - start, loop=stop - loop_start)
+    phases = Phases(
+        total=stop - start,
+        startup=loop_start - start,
+        loop=stop - loop_start,
+        cpu=cpu_seconds() - cpu,
+    )
     rounds = XGBClassifier().get_params().get("n_estimators") or 100  # None means 100
     return Outcome(phases, study.best_value, f"{len(study.trials)}/0/0", 5 * n_trials, rounds)
 
@@ -233,6 +240,7 @@ def main() -> None:
                 v.name,
                 spread([o.phases.total for o in runs], 1, 1),
                 spread([o.phases.trials_wall for o in runs], 1, 1),
+                spread([o.phases.cpu for o in runs], 1, 1),
                 spread([o.phases.end for o in runs], 1, 1) if v.ours else "-",
                 runs[-1].counts,
                 str(runs[-1].folds) if runs[-1].folds is not None else "-",
@@ -249,6 +257,7 @@ def main() -> None:
         "variant",
         "wall s",
         "trials s",
+        "CPU s",
         "end-of-study s",
         "complete/pruned/fail",
         "folds scored",
@@ -264,11 +273,13 @@ def main() -> None:
         f"{args.repeats} interleaved repeat(s); "
         f"times: median [min-max]; load average {load_before} -> {load()}"
     )
-    print(table(headers, rows, right={1, 2, 3, 4, 5, 6, 7, 8, 9, 10}))
+    print(table(headers, rows, right=set(range(1, len(headers)))))
     print(
         "wall = whole run (config, data, storages, trials, end of study); trials = the trial "
         "loop (ours: first claim() .. finish(), plus the drain of\n  trial writes queued to "
         "the MLflow writer process; peer: study.optimize)\n"
+        "CPU = user + system CPU seconds of the whole run, the MLflow writer process included "
+        "(less sensitive than wall time to other load)\n"
         "end-of-study = ours' finish() less the drain: summary, plots, refit on all rows, "
         "MLflow log_model (tracking on)\n"
         "folds scored = folds whose score counted (a pruned trial's unfinished wave is not "
