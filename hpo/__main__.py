@@ -1,7 +1,8 @@
 """``python -m hpo study=NAME [overrides]``: the command line.
 
 Hydra composes the config; this module turns every user mistake into one
-line and exit status 2, an interruption into 130/143, and anything else
+line and exit status 2, a database outage longer than storage.outage_limit
+into one line and status 1, an interruption into 130/143, and anything else
 into a traceback with status 1.
 """
 
@@ -11,17 +12,23 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import hydra
 import optuna
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from hpo.config import CONF_DIR, register_configs
 from hpo.errors import UserError
-from hpo.storage import mask
+from hpo.secrets import hide_secrets
+from hpo.storage import DatabaseOutage, mask
+
+if TYPE_CHECKING:
+    from hpo.report import Summary
 
 log = logging.getLogger("hpo")
 
@@ -34,15 +41,24 @@ _failures: list[BaseException] = []
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _run(cfg: DictConfig) -> None:
     """One job. Errors are kept for main(): Hydra would print the overrides, secrets included."""
+    from hpo.schedule import run_scheduled
     from hpo.study import run
+    from hpo.workers import fan_out
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    summary: Summary | None
     try:
-        summary = run(cfg)
+        if cfg.schedule.kind != "none":
+            summary = run_scheduled(cfg)  # hpo/schedule: nightly
+        else:
+            summary = fan_out(cfg) if cfg.workers > 1 else run(cfg)
     except (Exception, KeyboardInterrupt, SystemExit) as err:
+        if isinstance(err, Exception) and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # a launcher job, maybe in another process: Hydra's sweeper hands it to main()
         _failures.append(err)
         return
-    print(summary.text(), flush=True)
+    if summary is not None:
+        print(summary.text(), flush=True)
 
 
 def _terminate(signum: int, frame: Any) -> NoReturn:
@@ -53,12 +69,15 @@ def main() -> None:
     """Entry point of ``python -m hpo`` and the ``hpo`` console script."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
     signal.signal(signal.SIGTERM, _terminate)
+    sys.argv[1:] = hide_secrets(sys.argv[1:])  # Hydra saves and logs overrides: no passwords
     try:
         _run()
         if _failures:
             raise _failures[0]
     except UserError as err:
         _fail(str(err))
+    except DatabaseOutage as err:
+        _fail(str(err), status=1)
     except MissingConfigException as err:
         _fail(_missing_option(err))
     except (HydraException, OmegaConfBaseException) as err:
@@ -70,9 +89,9 @@ def main() -> None:
         sys.exit(130)
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, status: int = 2) -> NoReturn:
     print(f"error: {mask(message)}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(status)
 
 
 def _missing_option(err: MissingConfigException) -> str:

@@ -33,6 +33,14 @@ class CVConfig:
 
 
 @dataclass
+class ExtraObjective:
+    """One more objective of a multi-objective study: a fit fact (CVResult.info) by name."""
+
+    name: str = MISSING
+    direction: str = "minimize"
+
+
+@dataclass
 class StudyConfig:
     """One named study: what to tune, on which data, scored how, for how long."""
 
@@ -42,6 +50,8 @@ class StudyConfig:
     cv: CVConfig = field(default_factory=CVConfig)
     metric: str = MISSING
     direction: str | None = None
+    # More objectives (a Pareto front): each a fit fact of the objective, e.g. trainable_params.
+    objectives: list[ExtraObjective] = field(default_factory=list)
     n_trials: int | None = None
     timeout: float | None = None
     max_failures: int = 10
@@ -56,6 +66,7 @@ class StorageConfig:
     heartbeat_interval: int | None = None
     grace_period: int | None = None
     max_retry: int = 3  # times a trial whose worker died is run again
+    outage_limit: float = 300.0  # seconds workers wait out an unreachable database, then exit 1
 
 
 @dataclass
@@ -69,16 +80,32 @@ class TrackingConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """Unattended runs: ``kind: nightly`` runs the study as ``<name>-<YYYY-MM-DD>``."""
+
+    kind: str = "none"  # none | nightly
+    date: str | None = None  # the night's logical date, YYYY-MM-DD; default: today in UTC
+    warm_start: int = 5  # the previous night's best parameter sets tried first; 0: none
+    min_improvement: float = 0.0  # mean paired fold gain a challenger needs to be promoted
+    model_name: str | None = None  # registered model; default: the study name
+    alias: str = "champion"
+
+
+@dataclass
 class Config:
     study: StudyConfig = MISSING
     sampler: Any = MISSING
     pruner: Any = MISSING
     storage: StorageConfig = field(default_factory=StorageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     cv: CVConfig | None = None
     seed: int = 0
     n_jobs: int = 0  # folds evaluated side by side; 0: one per core
     progress: bool = True
+    workers: int = 1  # local worker processes on the study (hpo/workers.py)
+    finish: bool = True  # false: run trials only; whoever finishes writes summary, plots, model
+    worker_id: int = 0  # a launcher sweep's job index (conf/launcher/): identical jobs differ by it
 
 
 def study_dirs() -> list[Path]:

@@ -16,6 +16,7 @@ import numpy as np
 from sklearn import datasets
 from sklearn.preprocessing import LabelEncoder
 
+from hpo import text_data
 from hpo.errors import UserError
 from hpo.metrics import Task
 
@@ -30,6 +31,7 @@ class Dataset:
     task: Task
     feature_names: list[str]
     classes: list[str] | None = None
+    groups: np.ndarray | None = None  # rows sharing a group stay on one side of a group split
 
     @property
     def n_classes(self) -> int:
@@ -37,7 +39,10 @@ class Dataset:
 
     def fingerprint(self) -> str:
         """A short hash of the data, to see when a study's data changed."""
-        digest = hashlib.sha256(np.ascontiguousarray(self.X).tobytes())
+        if self.X.dtype == object:  # texts: the bytes of an object array are pointers
+            digest = hashlib.sha256("\0".join(map(str, self.X)).encode())
+        else:
+            digest = hashlib.sha256(np.ascontiguousarray(self.X).tobytes())
         digest.update(np.ascontiguousarray(self.y).tobytes())
         return digest.hexdigest()[:16]
 
@@ -90,11 +95,16 @@ LOADERS: dict[str, Callable[[int], Dataset]] = {
     "diabetes": _bundled(datasets.load_diabetes, "regression"),
     "imbalanced": _imbalanced,
     "friedman": _friedman,
+    "intents": text_data.intents,  # texts (X holds strings): hpo/text_data.py
 }
 
 
 def load_data(spec: str | Mapping[str, Any], task: Task, seed: int) -> Dataset:
-    """A data set from a name in LOADERS or ``{path: file.csv, target: column}``."""
+    """A data set from a name in LOADERS, ``{path: file.csv, target: column}``, or text data.
+
+    Text data (hpo/text_data.py): ``{name: intents, ...}`` or a CSV/JSONL file
+    with a ``text:`` column, ``{path: FILE, text: COLUMN, target: COLUMN}``.
+    """
     if isinstance(spec, str):
         if spec not in LOADERS:
             raise UserError(
@@ -102,6 +112,8 @@ def load_data(spec: str | Mapping[str, Any], task: Task, seed: int) -> Dataset:
                 f"{', '.join(LOADERS)} or to {{path: FILE.csv, target: COLUMN}}"
             )
         data = LOADERS[spec](seed)
+    elif "text" in spec or "name" in spec:
+        data = text_data.load_text(spec, seed)
     else:
         if "path" not in spec:
             raise UserError(

@@ -12,6 +12,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo import pareto
+
 log = logging.getLogger(__name__)
 
 PLOTS: dict[str, Callable[[optuna.Study], Any]] = {
@@ -33,6 +35,8 @@ class Summary:
     best_std: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
     where: dict[str, str] = field(default_factory=dict)
+    extra: list[str] = field(default_factory=list)  # further objectives (hpo/pareto.py)
+    front: list[dict[str, Any]] = field(default_factory=list)  # the Pareto front, best first
 
     def text(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in self.counts.items())
@@ -47,11 +51,18 @@ class Summary:
             )
             width = max(len(k) for k in self.best_params) if self.best_params else 0
             lines += [f"    {k:<{width}}  {_fmt(v)}" for k, v in self.best_params.items()]
+        if self.front:
+            lines.append(f"  Pareto front ({len(self.front)} trials; best {self.metric} above):")
+            for row in self.front:
+                values = ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "trial")
+                lines.append(f"    trial {row['trial']}: {values}")
         lines += [f"  {k}: {v}" for k, v in self.where.items()]
         return "\n".join(lines)
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1e4:
+        return str(int(value))  # counts such as trainable_params
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -61,23 +72,34 @@ def count_states(trials: list[FrozenTrial]) -> dict[str, int]:
     return {s: counts[s] for s in order if counts[s] or s in ("COMPLETE", "PRUNED", "FAIL")}
 
 
-def summarize(study: optuna.Study, metric: str) -> Summary:
+def summarize(study: optuna.Study, metric: str, extra: list[str] | None = None) -> Summary:
+    """Counts and the best trial; with further objectives, the front's best by ``metric``."""
     trials = study.get_trials(deepcopy=False)
-    summary = Summary(study.study_name, metric, study.direction.name.lower(), count_states(trials))
+    direction = study.directions[0].name.lower()
+    summary = Summary(study.study_name, metric, direction, count_states(trials), extra=extra or [])
     if any(t.state == TrialState.COMPLETE for t in trials):
-        best = study.best_trial
-        summary.best_number, summary.best_value = best.number, best.value
+        best = pareto.best_on_front(study) if summary.extra else study.best_trial
+        if summary.extra:
+            summary.front = pareto.front_rows(study, [metric, *summary.extra])
+        summary.best_number, summary.best_value = best.number, best.values[0]
         summary.best_std = best.user_attrs.get("cv", {}).get("std")
         summary.best_params = dict(best.params)
     return summary
 
 
-def plots(study: optuna.Study) -> Iterator[tuple[str, str]]:
-    """(artifact path, standalone HTML) for each plot that the study's trials allow."""
+def plots(study: optuna.Study, summary: Summary | None = None) -> Iterator[tuple[str, str]]:
+    """(artifact path, standalone HTML) for each plot that the study's trials allow.
+
+    With further objectives: the Pareto front (two or three objectives), and
+    the other plots of the study metric.
+    """
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
         return
-    for name, plot in PLOTS.items():
+    named = PLOTS
+    if summary is not None and summary.extra:
+        named = pareto.plots(summary.metric, summary.extra, summary.direction)
+    for name, plot in named.items():
         if name == "param_importances" and (len(complete) < 2 or not _varied(complete)):
             continue
         try:
@@ -89,5 +111,5 @@ def plots(study: optuna.Study) -> Iterator[tuple[str, str]]:
 
 
 def _varied(trials: list[FrozenTrial]) -> bool:
-    values = {t.value for t in trials if t.value is not None and math.isfinite(t.value)}
+    values = {t.values[0] for t in trials if t.values and math.isfinite(t.values[0])}
     return len(values) > 1

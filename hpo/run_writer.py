@@ -12,7 +12,9 @@ caller (10 ms), so its id is known at once and kept on the Optuna trial.
 
 When the study process ends, ``close()`` drains the queue; if it dies, the
 writer notices that its parent is gone, writes what it already received,
-and closes every run still open as KILLED, so no run stays RUNNING.
+and closes every run still open as KILLED, so no run stays RUNNING. If the
+writer dies, or an interrupted study cannot wait for it, the study process
+writes whatever the writer had not applied.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import multiprocessing as mp
 import os
 import queue
 import time
+from collections import deque
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
@@ -31,6 +34,7 @@ from hpo.metrics import score_all
 
 log = logging.getLogger(__name__)
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
+PROMPT_SECONDS = 2.0  # an interrupted study waits this long for the writer, then takes over
 
 # ("open", run_id)                       a run the caller created, to close if it dies
 # ("end", run_id, metrics[(key, value, step)], params{}, tags{}, status, oof)
@@ -93,45 +97,94 @@ class InlineWriter:
     def send(self, message: Message) -> None:
         self.writes.apply(message)
 
-    def close(self) -> None:
+    def close(self, prompt: bool = False) -> None:
         self.writes.kill_open("the study process ended with the run open")
 
 
 class ProcessWriter:
-    """Writes in a child process, in the order they were sent."""
+    """Writes in a child process, in the order they were sent.
+
+    The parent keeps each message until the writer has applied it (a shared
+    counter), so nothing is lost if the writer dies or must be stopped: the
+    parent then applies the rest itself. An interrupted study (SIGTERM,
+    Ctrl-C) does not wait for a writer that is still starting or behind.
+    """
 
     def __init__(self, uri: str, drain_timeout: float = 300.0) -> None:
         context = mp.get_context("spawn")  # fork after torch or xgboost threads is unsafe
+        self.uri = uri
         self.inbox: Any = context.Queue()
+        self.applied: Any = context.Value("l", 0)  # messages the writer has finished
+        self.pending: deque[tuple[int, Message]] = deque()  # sent, maybe not yet applied
+        self.sent = 0
         self.drain_timeout = drain_timeout
+        self.fallback: InlineWriter | None = None
+        self.closed = False
         self.process = context.Process(
             target=_serve,
-            args=(uri, self.inbox, os.getpid()),
+            args=(uri, self.inbox, os.getpid(), self.applied),
             name="hpo-mlflow-writer",
             daemon=False,
         )
         self.process.start()
 
     def send(self, message: Message) -> None:
+        if self.fallback is None and not self.process.is_alive():
+            log.warning("the MLflow writer process died: writing in the study process from now")
+            self._take_over()
+        if self.fallback is not None:
+            self.fallback.send(message)
+            return
+        self._forget_applied()
+        self.pending.append((self.sent, message))
+        self.sent += 1
         self.inbox.put(message)
 
-    def close(self) -> None:
-        """Drain every queued write, then stop the writer."""
-        if not self.process.is_alive():
+    def close(self, prompt: bool = False) -> None:
+        """Drain every queued write, then stop the writer.
+
+        ``prompt``: the study was interrupted; give the writer a few seconds,
+        then stop it and write what it had not applied from this process.
+        """
+        if self.closed:
             return
-        self.inbox.put(None)
-        self.process.join(self.drain_timeout)
-        if self.process.is_alive():
-            log.warning(
-                "the MLflow writer did not drain in %.0f s: stopped; runs it had not "
-                "closed stay RUNNING until `hpo check`",
-                self.drain_timeout,
-            )
-            self.process.terminate()
+        self.closed = True
+        if self.fallback is None and self.process.is_alive():
+            self.inbox.put(None)
+            self.process.join(PROMPT_SECONDS if prompt else self.drain_timeout)
+            if self.process.is_alive():
+                if not prompt:
+                    log.warning(
+                        "the MLflow writer did not drain in %.0f s: writing the rest here",
+                        self.drain_timeout,
+                    )
+                self.process.kill()  # SIGKILL: also ends a writer that is stopped or stuck
+                self.process.join()
+        self._forget_applied()
+        if self.fallback is None and self.pending:
+            self._take_over()
+        if self.fallback is not None:
+            self.fallback.close()
         self.inbox.close()
 
+    def _forget_applied(self) -> None:
+        done = self.applied.value
+        while self.pending and self.pending[0][0] < done:
+            self.pending.popleft()
 
-def _serve(uri: str, inbox: Any, parent_pid: int) -> None:
+    def _take_over(self) -> None:
+        """Apply, in this process, every message the (stopped) writer had not applied."""
+        self._forget_applied()
+        self.fallback = InlineWriter(self.uri)
+        for _, message in self.pending:
+            try:
+                self.fallback.send(message)
+            except Exception as err:  # as in the writer: one bad write must not stop the others
+                log.warning("MLflow write %s for run %s failed: %s", message[0], message[1], err)
+        self.pending.clear()
+
+
+def _serve(uri: str, inbox: Any, parent_pid: int, applied: Any) -> None:
     """The writer process: apply messages until told to stop or the parent is gone."""
     writes = Writes(uri)
     while True:
@@ -149,6 +202,8 @@ def _serve(uri: str, inbox: Any, parent_pid: int) -> None:
             writes.apply(message)
         except Exception as err:  # one bad write must not stop the others
             log.warning("MLflow write %s for run %s failed: %s", message[0], message[1], err)
+        with applied.get_lock():
+            applied.value += 1
 
 
 def make_writer(uri: str, kind: str) -> InlineWriter | ProcessWriter:

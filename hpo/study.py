@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -26,19 +26,34 @@ import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import BaseHeartbeat, get_heartbeat_thread, is_heartbeat_enabled
+from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from hpo import report
-from hpo.config import StudyConfig, effective_cv
+from hpo import pareto, report
+from hpo.config import ExtraObjective, StudyConfig, effective_cv
 from hpo.cv import CVResult, Folds, FoldsPruned, cross_validate, make_folds
 from hpo.data import Dataset, load_data
 from hpo.errors import UserError
 from hpo.metrics import Metric, get_metric
-from hpo.samplers import build_pruner, build_sampler, sampler_kind
+from hpo.samplers import (
+    RESEEDED,
+    build_pruner,
+    build_sampler,
+    sampler_kind,
+    trial_sampler,
+)
 from hpo.space import Space, parse_space
-from hpo.storage import StaleTrials, display_url, mask, open_storage, study_lock
+from hpo.storage import (
+    DatabaseOutage,
+    StaleTrials,
+    display_url,
+    is_outage,
+    mask,
+    open_storage,
+    retrying,
+    study_lock,
+)
 from hpo.tracking import PARENT_ATTR, RUN_ATTR, Tracker, TrialRecord, log_model
 from objectives.base import Objective
 
@@ -46,6 +61,7 @@ log = logging.getLogger(__name__)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 MAX_RETRY = 3  # a dead worker's trial runs again at most this often, unless storage.max_retry
 WAIT_SECONDS = 1.0  # how often a worker waiting on others' running trials looks again
+UNOWNED_SECONDS = 120.0  # a RUNNING trial no worker has marked by then is failed
 CV_ATTR = "cv"  # {"std", "fold_values", "info"} of a trial's cross-validation
 
 
@@ -67,6 +83,13 @@ class Plan:
     pooled: bool
     seed: int
     n_jobs: int
+    outage_limit: float = 300.0  # seconds to wait out an unreachable database
+    sampler_for: Callable[[int], optuna.samplers.BaseSampler] | None = None  # by trial number
+    extra: tuple[ExtraObjective, ...] = ()  # further objectives (hpo/pareto.py)
+
+    @property
+    def directions(self) -> list[Literal["maximize", "minimize"]]:
+        return [self.direction, *(cast(Any, o.direction) for o in self.extra)]
 
 
 def make_plan(cfg: DictConfig) -> Plan:
@@ -79,6 +102,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     direction = cast(Literal["maximize", "minimize"], direction)
     space = parse_space(spec.space)
     kind = sampler_kind(cfg.sampler)
+    extra = pareto.extra_objectives(spec, kind)
     sampler = build_sampler(cfg.sampler, space)
     budget = spec.n_trials
     if kind == "grid":  # past the grid size the grid sampler would only repeat points
@@ -104,11 +128,14 @@ def make_plan(cfg: DictConfig) -> Plan:
         space,
         sampler,
         kind,
-        build_pruner(cfg.pruner),
+        pareto.without_pruning(extra, build_pruner(cfg.pruner)),
         budget,
         cv.scheme == "loo",
         int(cfg.seed),
         int(cfg.n_jobs) or os.cpu_count() or 1,
+        float(cfg.storage.outage_limit),
+        (lambda number: trial_sampler(cfg.sampler, space, number)) if kind in RESEEDED else None,
+        extra,
     )
 
 
@@ -134,18 +161,20 @@ def open_study(
         study = optuna.create_study(
             storage=storage,
             study_name=name,
-            direction=plan.direction,
+            directions=plan.directions,
             sampler=plan.sampler,
             pruner=plan.pruner,
             load_if_exists=True,
         )
         _check_compatible(study, plan)
         recover(study, tracker)
+        _refuse_second_sqlite_worker(study, cfg.storage.url)
         if tracker is not None:
             existing = study.user_attrs.get(PARENT_ATTR)
-            parent = tracker.open_parent(
-                existing, {"hpo.metric": plan.spec.metric, "hpo.direction": plan.direction}
-            )
+            tags = {"hpo.metric": plan.spec.metric, "hpo.direction": plan.direction}
+            if plan.extra:
+                tags["hpo.objectives"] = ", ".join(f"{o.name} {o.direction}" for o in plan.extra)
+            parent = tracker.open_parent(existing, tags)
             if parent != existing:
                 study.set_user_attr(PARENT_ATTR, parent)
     return study
@@ -154,10 +183,11 @@ def open_study(
 def _check_compatible(study: optuna.Study, plan: Plan) -> None:
     """Refuse to join a study created for another direction, metric or space."""
     name = plan.spec.name
-    if study.direction.name.lower() != plan.direction:
+    directions = [d.name.lower() for d in study.directions]
+    if directions != plan.directions:
         raise UserError(
-            f"study '{name}' exists with direction {study.direction.name.lower()}, "
-            f"not {plan.direction}: keep its direction or set study.name=NEW_NAME"
+            f"study '{name}' exists with direction {', '.join(directions)}, "
+            f"not {', '.join(plan.directions)}: keep its directions or set study.name=NEW_NAME"
         )
     stored = {"metric": plan.spec.metric, "space": plan.space.fingerprint()}
     for key, value in stored.items():
@@ -169,6 +199,21 @@ def _check_compatible(study: optuna.Study, plan: Plan) -> None:
             raise UserError(
                 f"study '{name}' exists with another {key} ({what}): resume it "
                 "unchanged or set study.name=NEW_NAME"
+            )
+
+
+def _refuse_second_sqlite_worker(study: optuna.Study, url: str) -> None:
+    """SQLite serves one worker process: another live one on this study is refused, by pid."""
+    if not url.strip().startswith("sqlite:"):
+        return
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker", "")
+        if worker.startswith(host + ":") and _alive(int(worker.rsplit(":", 1)[1])):
+            raise UserError(
+                f"process {worker.rsplit(':', 1)[1]} is already running study "
+                f"'{study.study_name}' on SQLite, which serves one worker: wait for it, or "
+                "use storage=postgres (many machines) or storage=local (one machine)"
             )
 
 
@@ -195,12 +240,72 @@ def _reap_orphans(study: optuna.Study, tracker: Tracker | None) -> None:
             tracker.kill_run(trial.user_attrs[RUN_ATTR], f"process {worker} died")
 
 
-def heartbeat(trial: optuna.Trial, storage: optuna.storages.BaseStorage) -> Any:
-    """Optuna's heartbeat thread for one trial (a no-op without heartbeats).
+def _reap_unowned(study: optuna.Study) -> None:
+    """Fail RUNNING trials that no worker ever took (created just as a connection dropped).
 
-    Optuna starts it only inside ``Study.optimize``; hpo runs its own loop.
+    A worker marks its trial within milliseconds of asking for it; one still
+    unmarked after UNOWNED_SECONDS has no worker, no heartbeat and would
+    otherwise hold a place in the budget forever.
     """
-    return get_heartbeat_thread(trial._trial_id, storage)
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        if "worker" not in trial.user_attrs and now - started > UNOWNED_SECONDS:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                study.tell(trial.number, state=TrialState.FAIL)
+                log.warning("trial %d was never started by a worker: marked FAIL", trial.number)
+
+
+def heartbeat(
+    trial: optuna.Trial, storage: optuna.storages.BaseStorage
+) -> contextlib.AbstractContextManager[None]:
+    """Record the trial's heartbeat every interval while it runs (nothing without heartbeats).
+
+    Optuna starts its heartbeat thread only inside ``Study.optimize``, and that
+    thread dies at the first database error; this one waits out an outage.
+    """
+
+    def beat() -> None:
+        try:
+            storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+        except Exception as err:
+            if not is_outage(err):
+                log.warning("heartbeat of trial %d: %s", trial.number, mask(str(err))[:200])
+
+    return _every(_heartbeat_interval(storage), beat, f"hpo-heartbeat-{trial.number}", first=True)
+
+
+def _heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
+    """The storage's heartbeat interval, or None when it keeps no heartbeats."""
+    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+        return storage.get_heartbeat_interval()
+    return None
+
+
+@contextlib.contextmanager
+def _every(
+    interval: float | None, call: Callable[[], None], name: str, first: bool
+) -> Iterator[None]:
+    """Run ``call`` every ``interval`` seconds in a thread while the block runs (``first``: at
+    once too); no thread when ``interval`` is None. ``call`` handles its own errors."""
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        if first:
+            call()
+        while not stop.wait(interval):
+            call()
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _max_retry(study: optuna.Study) -> int:
@@ -226,17 +331,23 @@ def claim(
     budget: int | None,
     tracker: Tracker | None,
     deadline: float,
+    sampler_for: Callable[[int], optuna.samplers.BaseSampler] | None = None,
 ) -> optuna.Trial | None:
     """A new trial while the study's finished + running trials are below the budget.
 
+    ``sampler_for(n)`` gives the sampler of the study's n-th trial (seeded by
+    trial number, so that workers do not draw the same points in step).
     When running trials hold the rest of the budget, wait: if one of their
     workers dies, its trial fails (heartbeat) and is retried here. None once
     the study's finished trials reach the budget (or the time is up).
     """
     while True:
         with study_lock(storage, study.study_name):
-            counted = study.get_trials(deepcopy=False, states=COUNTED)
+            trials = study.get_trials(deepcopy=False)
+            counted = [t for t in trials if t.state in COUNTED]
             if budget is None or len(counted) < budget:
+                if sampler_for is not None:
+                    study.sampler = sampler_for(len(trials))
                 return study.ask()
             if sum(t.state != TrialState.RUNNING for t in counted) >= budget:
                 return None
@@ -249,6 +360,7 @@ def claim(
 def recover(study: optuna.Study, tracker: Tracker | None) -> None:
     """Fail the trials of dead workers (by heartbeat, or by pid on this host), close their runs."""
     _reap_orphans(study, tracker)
+    _reap_unowned(study)
     storage = study._storage  # Optuna wraps an RDBStorage in a cache that keeps its heartbeat API
     if not (isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)):
         return
@@ -262,31 +374,18 @@ def recover(study: optuna.Study, tracker: Tracker | None) -> None:
             tracker.kill_run(trial.user_attrs[RUN_ATTR], "its worker stopped sending heartbeats")
 
 
-@contextlib.contextmanager
-def watchdog(study: optuna.Study, tracker: Tracker | None) -> Iterator[None]:
+def watchdog(
+    study: optuna.Study, tracker: Tracker | None
+) -> contextlib.AbstractContextManager[None]:
     """While this worker runs trials, look for dead workers' trials every heartbeat interval."""
-    storage = study._storage
-    enabled = isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)
-    interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
-    if not (enabled and interval):
-        yield
-        return
-    stop = threading.Event()
 
     def watch() -> None:
-        while not stop.wait(interval):
-            try:
-                recover(study, tracker)
-            except Exception as err:  # an outage: the main loop decides what to do
-                log.warning("could not check for dead workers: %s", mask(str(err))[:200])
+        try:
+            recover(study, tracker)
+        except Exception as err:  # an outage: the main loop decides what to do
+            log.warning("could not check for dead workers: %s", mask(str(err))[:200])
 
-    thread = threading.Thread(target=watch, name="hpo-watchdog", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    return _every(_heartbeat_interval(study._storage), watch, "hpo-watchdog", first=False)
 
 
 def evaluate(
@@ -294,12 +393,18 @@ def evaluate(
 ) -> TrialRecord:
     """Run one trial and tell Optuna its outcome; returns what the tracker logs."""
     run_id = tracker.start_trial(trial.number) if tracker else None
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    if run_id:
-        trial.set_user_attr(RUN_ATTR, run_id)
+    owner = {"worker": f"{socket.gethostname()}:{os.getpid()}", RUN_ATTR: run_id}
+
+    def claim_ownership() -> None:
+        for key, value in owner.items():
+            if value:
+                trial.set_user_attr(key, value)
+
+    retrying(claim_ownership, plan.outage_limit, "starting a trial")
     params: dict[str, Any] = {}
     interrupted: BaseException | None = None
     result: CVResult | None = None
+    values: list[float] = []
     try:
         params = plan.space.suggest(trial)
         result = cross_validate(
@@ -309,16 +414,18 @@ def evaluate(
             plan.folds,
             plan.metric,
             plan.seed,
-            _pruning_check(trial),
+            None if isinstance(plan.pruner, optuna.pruners.NopPruner) else _pruning_check(trial),
             plan.pooled,
             plan.n_jobs,
         )
         if not math.isfinite(result.value):
             raise ValueError(f"objective value is {result.value}")
+        values = pareto.values(result.value, result.info, plan.extra)
         record = _record(trial.number, "COMPLETE", params, plan, result)
     except FoldsPruned as pruned:
         result = pruned.result
         record = _record(trial.number, "PRUNED", params, plan, result)
+        record.tags["hpo.prune_reason"] = str(pruned)  # e.g. "pruned at epoch 7 of fold 2"
     except optuna.TrialPruned:
         record = TrialRecord(trial.number, "PRUNED", params)
     except (Exception, KeyboardInterrupt, SystemExit) as err:
@@ -328,7 +435,16 @@ def evaluate(
             log.warning("trial %d failed: %s", trial.number, reason)
         else:
             interrupted = err
-    _tell(study, trial, record, result)
+    try:
+        retrying(
+            lambda: _tell(study, trial, record, result, values),
+            plan.outage_limit,
+            "storing a trial",
+        )
+    except DatabaseOutage:
+        if tracker and run_id:
+            tracker.kill_trial(run_id, "the database was unreachable when the trial ended")
+        raise
     if interrupted is not None:  # Ctrl-C or SIGTERM: the run is KILLED, then we stop
         if tracker and run_id:
             tracker.kill_trial(run_id, record.tags["hpo.fail_reason"])
@@ -339,9 +455,15 @@ def evaluate(
 
 
 def _tell(
-    study: optuna.Study, trial: optuna.Trial, record: TrialRecord, result: CVResult | None
+    study: optuna.Study,
+    trial: optuna.Trial,
+    record: TrialRecord,
+    result: CVResult | None,
+    values: list[float],
 ) -> None:
-    """Store the trial's CV facts in one user attr, then its final state."""
+    """Store the trial's CV facts in one user attr, then its final state (once: safe to retry)."""
+    if study._storage.get_trial(trial._trial_id).state.is_finished():
+        return  # told before the connection dropped, or failed as stale meanwhile
     if result is not None:
         cv = {"std": result.std, "fold_values": result.fold_values, "info": result.info}
         trial.set_user_attr(CV_ATTR, cv)
@@ -352,10 +474,13 @@ def _tell(
         study.tell(trial, state=TrialState.PRUNED)
     else:
         assert result is not None
-        study.tell(trial, result.value)
+        study.tell(trial, values)
 
 
 def _pruning_check(trial: optuna.Trial) -> Any:
+    """Report each step to Optuna and ask the pruner (skipped with pruner=none: each report
+    is a storage write, an fsync'd append on the journal file, for nothing)."""
+
     def should_prune(step: int, value: float) -> bool:
         trial.report(value, step)
         return trial.should_prune()
@@ -381,28 +506,44 @@ def _record(
     return TrialRecord(number, state, params, metrics, series, oof=oof)
 
 
-def run(cfg: DictConfig) -> report.Summary:
-    """Run (or resume) the configured study to its budget and report on it."""
+def run(cfg: DictConfig, plan: Plan | None = None) -> report.Summary | None:
+    """Run (or resume) the configured study to its budget and report on it.
+
+    With ``finish=false`` (a worker started by ``workers=N``) it only runs
+    trials: the parent process reports once, and owns the parent run's state.
+    ``plan``: one already made from ``cfg`` (hpo/schedule reads the data first).
+    """
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    plan = make_plan(cfg)
+    plan = plan or make_plan(cfg)
     storage = open_storage(cfg.storage)
     tracker = (
         Tracker(cfg.tracking, plan.spec.name, plan.sampler_kind) if cfg.tracking.enabled else None
     )
     failures = 0
     try:
-        study = open_study(cfg, plan, storage, tracker)
+        study = retrying(
+            lambda: open_study(cfg, plan, storage, tracker), plan.outage_limit, "opening the study"
+        )
         with _progress(cfg, plan, study) as bar, watchdog(study, tracker):
             deadline = time.monotonic() + plan.spec.timeout if plan.spec.timeout else math.inf
             while time.monotonic() < deadline:
-                trial = claim(study, storage, plan.budget, tracker, deadline)
+                trial = retrying(
+                    lambda: claim(study, storage, plan.budget, tracker, deadline, plan.sampler_for),
+                    plan.outage_limit,
+                    "asking for a trial",
+                )
                 if trial is None:
                     break
-                with heartbeat(trial, storage):
-                    record = evaluate(plan, study, trial, tracker)
+                try:
+                    with heartbeat(trial, storage):
+                        record = evaluate(plan, study, trial, tracker)
+                except BaseException:
+                    _fail_if_running(study, trial)  # stopped before evaluate() could tell
+                    raise
                 failures = failures + 1 if record.state == "FAIL" else 0
-                _show(bar, study, record, plan)
+                with contextlib.suppress(Exception):  # progress only: never fail a study on it
+                    _show(bar, study, record, plan)
                 if failures >= plan.spec.max_failures:
                     log.error(
                         "%d trials in a row failed: stopping; the last reason is in "
@@ -410,11 +551,16 @@ def run(cfg: DictConfig) -> report.Summary:
                         failures,
                     )
                     break
-        summary = finish(cfg, plan, study, tracker)
-    except BaseException:
+        summary = (
+            retrying(lambda: finish(cfg, plan, study, tracker), plan.outage_limit, "finishing")
+            if cfg.finish
+            else None
+        )
+    except BaseException as err:
         if tracker:
-            tracker.flush()
-            tracker.close_study("KILLED")
+            tracker.flush(prompt=not isinstance(err, Exception))  # SIGTERM, Ctrl-C: promptly
+            if cfg.finish:
+                tracker.close_study("KILLED")
         raise
     finally:
         if tracker:
@@ -422,6 +568,13 @@ def run(cfg: DictConfig) -> report.Summary:
     if failures >= plan.spec.max_failures:
         raise RuntimeError(f"{failures} trials in a row failed")
     return summary
+
+
+def _fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Mark FAIL a trial this worker claimed but never told (SIGTERM just after claim())."""
+    with contextlib.suppress(Exception):
+        if not study._storage.get_trial(trial._trial_id).state.is_finished():
+            study.tell(trial, state=TrialState.FAIL)
 
 
 def _progress(cfg: DictConfig, plan: Plan, study: optuna.Study) -> tqdm:
@@ -440,7 +593,7 @@ def _show(bar: tqdm, study: optuna.Study, record: TrialRecord, plan: Plan) -> No
     value = record.metrics.get(plan.spec.metric)
     shown = f"{value:.4f}" if value is not None else "-"
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    values = [t.value for t in complete if t.value is not None]
+    values = [t.values[0] for t in complete if t.values]
     pick = max if plan.direction == "maximize" else min
     best = f"{pick(values):.4f}" if values else "-"
     if record.state != "FAIL":
@@ -456,11 +609,11 @@ def finish(
     cfg: DictConfig, plan: Plan, study: optuna.Study, tracker: Tracker | None
 ) -> report.Summary:
     """Summary, plots, config and the refit best model on the parent run."""
-    summary = report.summarize(study, plan.spec.metric)
+    summary = report.summarize(study, plan.spec.metric, [o.name for o in plan.extra])
     summary.where["optuna storage"] = display_url(cfg.storage)
     if tracker is None:
         return summary
-    texts = [("config.yaml", OmegaConf.to_yaml(cfg, resolve=True)), *report.plots(study)]
+    texts = [("config.yaml", OmegaConf.to_yaml(cfg, resolve=True)), *report.plots(study, summary)]
     metrics: dict[str, float] = {f"n_{state.lower()}": n for state, n in summary.counts.items()}
     tags: dict[str, str] = {}
     if summary.best_value is not None:
@@ -471,19 +624,21 @@ def finish(
             "hpo.best_trial": str(summary.best_number),
             **{f"best.{k}": str(v) for k, v in summary.best_params.items()},
         }
+        if summary.front:
+            tags["hpo.pareto_front"] = ",".join(str(row["trial"]) for row in summary.front)
     tracker.flush()
     tracker.log_study(metrics, tags, texts)
     if summary.best_number is not None and tracker.parent_tag("hpo.model_trial") != str(
         summary.best_number
     ):
-        _log_best_model(plan, study, tracker)
+        _log_best_model(plan, study.get_trials(deepcopy=False)[summary.best_number], tracker)
     tracker.close_study()
     summary.where["mlflow"] = f"{tracker.ui_command()}  (experiment '{plan.spec.name}')"
     return summary
 
 
-def _log_best_model(plan: Plan, study: optuna.Study, tracker: Tracker) -> None:
-    best = study.best_trial
+def _log_best_model(plan: Plan, best: optuna.trial.FrozenTrial, tracker: Tracker) -> None:
+    """Refit and log ``best``: the best trial, or the front's best by the study metric."""
     data = plan.data
     model = plan.objective.refit(
         best.params,

@@ -11,6 +11,7 @@ rare and made here directly.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable, Mapping
@@ -23,11 +24,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hpo.config import TrackingConfig
+from hpo.errors import UserError
 from hpo.run_writer import make_writer
 from hpo.storage import init_lock, mask
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ATTR = "mlflow_run_id"
+# Against a tracking server MLflow prints "View run ... at: URL" to stdout on every
+# set_terminated (after one more get_run): noise in the results, and a request per trial.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Tracker:
 
     def __init__(self, cfg: TrackingConfig, study_name: str, sampler: str) -> None:
         self.uri = cfg.uri
+        check_server(cfg.uri)
         with init_lock(cfg.uri, "mlflow-schema"):  # opening the store creates its tables
             self.client = MlflowClient(tracking_uri=cfg.uri)
         self.study_name = study_name
@@ -132,9 +138,12 @@ class Tracker:
         self.client.set_tag(run_id, "hpo.fail_reason", mask(reason))
         self.client.set_terminated(run_id, status="KILLED")
 
-    def flush(self) -> None:
-        """Wait until every trial write has reached MLflow (drains the writer process)."""
-        self.writer.close()
+    def flush(self, prompt: bool = False) -> None:
+        """Wait until every trial write has reached MLflow (drains the writer process).
+
+        ``prompt``: the study was interrupted; do not wait long for the writer.
+        """
+        self.writer.close(prompt)
 
     def log_study(
         self,
@@ -162,7 +171,31 @@ class Tracker:
         return self.client.get_run(self.parent_id).data.tags.get(key)
 
     def ui_command(self) -> str:
+        if is_server(self.uri):
+            return f"open {mask(self.uri).rstrip('/')}/#/experiments/{self.experiment_id}"
         return f"mlflow ui --backend-store-uri {mask(self.uri)}"
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Refuse an unreachable tracking server at once: MLflow's client would retry for minutes."""
+    if not is_server(uri):
+        return
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as err:
+        cause = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(err))
+        reason = "timed out" if isinstance(err, requests.Timeout) else "no answer"
+        reason = cause.group(1).strip() if cause else reason
+        raise UserError(
+            f"cannot reach the MLflow tracking server at {mask(uri)} ({reason}): start it "
+            "(mlflow server ...) or set HPO_TRACKING_URI / tracking.uri"
+        ) from None
 
 
 def _default_artifacts(uri: str) -> str | None:
@@ -184,26 +217,39 @@ def log_model(
     from importlib.metadata import PackageNotFoundError, version
 
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
 
     assert tracker.parent_id is not None
+    args: tuple[Any, ...] = (model,)
+    extra: dict[str, Any] = {}
+    packages = REQUIREMENTS.get(flavor, [])
+    if getattr(getattr(X_sample, "dtype", None), "kind", "") == "O":
+        X_sample = [str(x) for x in X_sample]  # texts: a list gives a string column
+    signature: ModelSignature | None = infer_signature(X_sample, y_sample)
+    if flavor == "pyfunc":  # a PythonModel: its artifacts (folders), packages, type hints
+        args, extra = (), {"python_model": model, "artifacts": model.artifacts()}
+        packages, signature = list(model.packages), None  # MLflow reads predict's type hints
     requirements = []
-    for package in REQUIREMENTS.get(flavor, []):
+    for package in packages:
         try:
             # local tags such as torch's "+cpu" are not on PyPI: pin the public release
             requirements.append(f"{package}=={version(package).split('+')[0]}")
         except PackageNotFoundError:
             requirements.append(package)
     module = importlib.import_module(f"mlflow.{flavor}")
+    # The flavours log through MLflow's fluent API, which reads the process-wide URI; this
+    # process tracks to one store only, and models:/ URIs (the registry, pyfunc loading)
+    # resolve through the same setting afterwards.
     mlflow.set_tracking_uri(tracker.uri)
     with mlflow.start_run(run_id=tracker.parent_id):
         info = module.log_model(
-            model,
+            *args,
             name="best_model",
-            signature=infer_signature(X_sample, y_sample),
-            input_example=X_sample,  # mlflow.pytorch's default pt2 format traces the model on it
+            signature=signature,
+            input_example=X_sample,  # mlflow.pytorch's pt2 format traces the model on it
             pip_requirements=requirements or None,
             tags={"hpo.trial": str(trial_number)},
+            **extra,
         )
     tracker.client.update_run(tracker.parent_id, status="RUNNING")
     return str(info.model_uri)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,9 @@ class PriorObjective(Objective):
     def fit_predict(
         self, params: dict[str, Any], fold: FoldData, report: Reporter | None = None
     ) -> FoldOutput:
-        time.sleep(self.sleep)
+        until = time.monotonic() + self.sleep
+        while time.monotonic() < until and not fold.stopped():  # as a real objective stops
+            time.sleep(min(0.05, self.sleep))
         if self.fail_above is not None and params.get("x", 0) > self.fail_above:
             raise RuntimeError(f"x={params['x']} is too large")
         level = float(np.mean(fold.y_train)) + 0.3 * float(params.get("x", 0))
@@ -46,3 +50,32 @@ class PriorObjective(Objective):
 
     def predict(self, model: Any, X: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_proba(X)[:, 1])
+
+
+@dataclass
+class LockstepObjective(PriorObjective):
+    """PriorObjective whose workers finish their trials at the same instants.
+
+    Each process first waits until ``parties`` processes have reached the
+    barrier folder, then every fit ends on the next multiple of ``tick``
+    seconds of wall time: all workers then ask for their next trial at once,
+    which is when a missing study lock shows (overshoot, duplicate grid points).
+    """
+
+    barrier: str = ""
+    parties: int = 1
+    tick: float = 0.5
+    _met: bool = False
+
+    def fit_predict(
+        self, params: dict[str, Any], fold: FoldData, report: Reporter | None = None
+    ) -> FoldOutput:
+        if not self._met:
+            folder = Path(self.barrier)
+            (folder / str(os.getpid())).touch()
+            deadline = time.time() + 120
+            while len(list(folder.iterdir())) < self.parties and time.time() < deadline:
+                time.sleep(0.05)
+            self._met = True
+        time.sleep(self.tick - time.time() % self.tick)
+        return super().fit_predict(params, fold, report)

@@ -43,6 +43,7 @@ def test_every_loader_is_covered():
         "diabetes",
         "imbalanced",
         "friedman",
+        "intents",  # texts: tests/hpo/test_text_data.py
     }
 
 

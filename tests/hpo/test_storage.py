@@ -92,7 +92,7 @@ def test_url_whitespace_is_ignored(tmp_path):
 
 def test_unsupported_scheme_is_a_user_error_without_the_password():
     with pytest.raises(UserError, match="is not supported: use journal:PATH") as err:
-        open_storage(StorageConfig(url="redis://u:hunter2@localhost/0"))
+        open_storage(StorageConfig(url="mongodb://u:hunter2@localhost/0"))
     assert "hunter2" not in str(err.value)
 
 

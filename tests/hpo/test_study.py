@@ -87,6 +87,7 @@ def test_parent_run_has_summary_plots_config_and_loadable_model(make_cfg) -> Non
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
     assert parent.data.metrics["n_complete"] == 3
+    assert all(not t.intermediate_values for t in study.trials), "pruner=none: no reports"
     assert parent.data.tags["hpo.best_trial"] == str(study.best_trial.number)
     for key, value in study.best_params.items():
         assert parent.data.tags[f"best.{key}"] == str(value)
@@ -100,6 +101,7 @@ def test_parent_run_has_summary_plots_config_and_loadable_model(make_cfg) -> Non
         "plots/param_importances.html",
     } <= plots
 
+    mlflow.set_tracking_uri(cfg.tracking.uri)  # as a user does: models:/ URIs resolve there
     model = mlflow.pyfunc.load_model(parent.data.tags["hpo.model_uri"])
     from hpo.data import load_data
 

@@ -6,10 +6,14 @@ HPO_REQUIRE_POSTGRES=1 so that a missing server fails instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +24,7 @@ import psycopg
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).parents[2]
 PG_URL = os.environ.get("HPO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -99,10 +104,10 @@ def mlflow_runs(tmp_path: Path) -> list:
 
 
 @pytest.mark.slow
-def test_workers_started_together_on_an_empty_database_meet_the_budget_exactly(
+def test_eight_workers_started_together_on_an_empty_database_meet_the_budget_exactly(
     tmp_path: Path, database: str
 ) -> None:
-    workers = start_workers(tmp_path, database, 4)
+    workers = start_workers(tmp_path, database, 8)
     for worker in workers:
         _, stderr = worker.communicate(timeout=300)
         assert worker.returncode == 0, stderr
@@ -134,7 +139,9 @@ def test_a_killed_workers_trial_is_failed_retried_and_its_run_killed(
         except (KeyError, Exception):
             continue
         mine = [t for t in running if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
-        victims_trial = mine[0] if mine and "mlflow_run_id" in mine[0].user_attrs else None
+        # its run is started before its parameters are drawn: wait for both
+        ready = [t for t in mine if "mlflow_run_id" in t.user_attrs and t.params]
+        victims_trial = ready[0] if ready else None
     assert victims_trial is not None, "the victim never ran a trial"
     victim.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -152,9 +159,164 @@ def test_a_killed_workers_trial_is_failed_retried_and_its_run_killed(
     study = load(database)
     finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(finished) == 4
-    retried = [t for t in finished if t.params == victims_trial.params]
-    assert retried, "the dead worker's parameters were run again"
+    failed = study.trials[victims_trial.number]
+    assert failed.state == TrialState.FAIL
+    retried = [t for t in finished if t.system_attrs.get("failed_trial") == failed.number]
+    assert retried, "the dead worker's trial was run again"
+    assert retried[0].params == failed.params, "with the same parameters"
     run = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(
         victims_trial.user_attrs["mlflow_run_id"]
     )
+    assert run.info.status == "KILLED"
+
+
+def restart_postgres() -> None:
+    """Restart the real server the tests use (root only; CI runs as root)."""
+    if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
+        pytest.skip("no pg_ctlcluster: cannot restart PostgreSQL here")
+    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def wait_for_finished(url: str, n: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            study = load(url)
+            if len(study.get_trials(states=(TrialState.COMPLETE,))) >= n:
+                return
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"fewer than {n} trials finished in {timeout} s")
+
+
+@pytest.mark.slow
+def test_workers_ride_out_a_postgres_restart_without_losing_trials(
+    tmp_path: Path, database: str
+) -> None:
+    args = ("storage.heartbeat_interval=1", "storage.grace_period=5", "study.n_trials=12")
+    workers = start_workers(tmp_path, database, 2, *args, sleep=0.4)
+    wait_for_finished(database, 3)
+    before = {t.number: t.value for t in load(database).get_trials(states=(TrialState.COMPLETE,))}
+    restart_postgres()
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr
+        assert "Traceback" not in stderr
+
+    study = load(database)
+    complete = {t.number: t.value for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert len(complete) == 12
+    assert before.items() <= complete.items(), "a trial finished before the restart was lost"
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+class Proxy:
+    """A TCP relay to PostgreSQL that can be cut: an outage without stopping the shared server."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = [self.listener]
+        self.open = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self.open:
+            try:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                return
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        self.open = False
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+@pytest.mark.slow
+def test_an_outage_longer_than_the_limit_ends_workers_with_one_line_and_status_1(
+    tmp_path: Path, database: str
+) -> None:
+    url = make_url(database)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    args = ("storage.outage_limit=3", "study.n_trials=50")
+    workers = start_workers(tmp_path, through_proxy, 2, *args, sleep=0.3)
+    wait_for_finished(database, 2)
+    before = {t.number for t in load(database).get_trials(states=(TrialState.COMPLETE,))}
+    proxy.cut()
+    cut_at = time.monotonic()
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=120)
+        assert worker.returncode == 1, stderr
+        lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "unreachable for" in lines[0], stderr
+        assert "storage.outage_limit" in lines[0]
+        assert "Traceback" not in stderr
+    assert time.monotonic() - cut_at < 60
+    after = {t.number for t in load(database).get_trials(states=(TrialState.COMPLETE,))}
+    assert before <= after, "finished trials are kept"
+    runs = mlflow_runs(tmp_path)
+    assert not [r for r in runs if r.info.status == "RUNNING"], "every MLflow run was closed"
+
+
+def running_trial_of(url: str, pid: int, timeout: float = 120) -> optuna.trial.FrozenTrial:
+    """The trial worker ``pid`` is running, once its MLflow run id is on it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            running = load(url).get_trials(states=(TrialState.RUNNING,))
+        except Exception:  # the study may not exist yet
+            continue
+        for trial in running:
+            if trial.user_attrs.get("worker", "").endswith(f":{pid}") and (
+                "mlflow_run_id" in trial.user_attrs
+            ):
+                return trial
+    raise AssertionError(f"worker {pid} never ran a trial")
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_worker_promptly_and_the_others_finish_the_budget(
+    tmp_path: Path, database: str
+) -> None:
+    victim, survivor = start_workers(tmp_path, database, 2, "study.n_trials=6", sleep=3.0)
+    trial = running_trial_of(database, victim.pid)
+    victim.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    _, stderr = victim.communicate(timeout=60)
+    assert victim.returncode == 143, stderr
+    assert time.monotonic() - signalled < 10, "exits promptly, not after its trial"
+    assert "Traceback" not in stderr
+    assert load(database).trials[trial.number].state == TrialState.FAIL
+
+    _, stderr = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, stderr
+    study = load(database)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 6
+    run = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(trial.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED"

@@ -1,0 +1,2 @@
+-- The MLflow tracking server's backend store, beside Optuna's database (POSTGRES_DB).
+CREATE DATABASE mlflow;

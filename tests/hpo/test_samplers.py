@@ -1,0 +1,57 @@
+"""Samplers from config: seeded per trial, so workers sharing a study do not draw in step."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from hpo.samplers import trial_sampler
+from hpo.space import parse_space
+from hpo.study import claim
+
+SPACE = parse_space({"x": {"type": "float", "low": 0.0, "high": 1.0}})
+
+
+def draw(study: optuna.Study, sampler_cfg, number: int | None = None) -> float:
+    """One trial claimed as hpo's loop claims it; its x."""
+    trial = claim(
+        study,
+        study._storage,
+        budget=None,
+        tracker=None,
+        deadline=math.inf,
+        sampler_for=lambda n: trial_sampler(sampler_cfg, SPACE, n),
+    )
+    assert trial is not None
+    x = SPACE.suggest(trial)["x"]
+    study.tell(trial, x)
+    return x
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_two_workers_on_one_study_draw_distinct_points(make_cfg, sampler: str) -> None:
+    cfg = make_cfg("study=tiny_prior", f"sampler={sampler}")
+    storage = optuna.storages.InMemoryStorage()
+    one = optuna.create_study(storage=storage, study_name="shared")
+    other = optuna.load_study(storage=storage, study_name="shared")  # a second worker's view
+    xs = [draw(study, cfg.sampler) for _ in range(4) for study in (one, other)]
+    assert len(set(xs)) == len(xs), "no two workers drew the same point"
+
+
+def test_a_random_study_draws_the_same_points_however_many_workers(make_cfg) -> None:
+    cfg = make_cfg("study=tiny_prior", "sampler=random")
+    alone = optuna.create_study()
+    by_one = [draw(alone, cfg.sampler) for _ in range(6)]
+    storage = optuna.storages.InMemoryStorage()
+    shared = [optuna.create_study(storage=storage, study_name="s")]
+    shared.append(optuna.load_study(storage=storage, study_name="s"))
+    by_two = [draw(shared[i % 2], cfg.sampler) for i in range(6)]
+    assert by_two == by_one
+
+
+def test_another_seed_draws_other_points(make_cfg) -> None:
+    first = make_cfg("study=tiny_prior", "sampler=random", "seed=0")
+    second = make_cfg("study=tiny_prior", "sampler=random", "seed=1")
+    assert draw(optuna.create_study(), first.sampler) != draw(optuna.create_study(), second.sampler)
