@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -15,17 +16,24 @@ class NoopObjective(Objective):
 
     Extra keyword settings (``max_rounds`` etc. left over from the study's own
     objective node) are accepted and ignored, so only ``_target_`` needs overriding.
+    ``sleep`` seconds per fold stand in for a model of known cost
+    (benchmarks/distributed.py).
     """
 
     flavor = "sklearn"
 
-    def __init__(self, task: str = "classification", seed: int = 0, **_ignored: Any) -> None:
+    def __init__(
+        self, task: str = "classification", seed: int = 0, sleep: float = 0.0, **_ignored: Any
+    ) -> None:
         self.task = task
+        self.sleep = sleep
         self._rng = np.random.default_rng(seed)
 
     def fit_predict(
         self, params: dict[str, Any], fold: FoldData, report: Reporter | None = None
     ) -> FoldOutput:
+        if self.sleep:
+            time.sleep(self.sleep)
         return FoldOutput(self._rng.random(len(fold.X_valid)))
 
     def refit(

@@ -3,6 +3,7 @@
     python -m benchmarks.xgb_cost                          # 20 trials, median pruner, tracking on
     python -m benchmarks.xgb_cost --pruner median none     # what fold-level pruning saves
     python -m benchmarks.xgb_cost --tracking on off        # what MLflow tracking costs
+    python -m benchmarks.xgb_cost --max-bin 0 256          # the study's 64 bins against 256
     python -m benchmarks.xgb_cost --trials 30 --repeats 3
 
 Both sides: data hpo.data.load_data("imbalanced", "classification", 0) (20,000 x 40,
@@ -55,6 +56,7 @@ class Variant:
     name: str
     pruner: str | None = None  # None: the peer
     tracking: str | None = None
+    max_bin: int | None = None  # None: the study's own setting
 
     @property
     def ours(self) -> bool:
@@ -83,6 +85,8 @@ def ours_overrides(v: Variant) -> list[str]:
         overrides.append("pruner=none")
     if v.tracking == "off":
         overrides.append("tracking.enabled=false")
+    if v.max_bin is not None:
+        overrides.append(f"study.objective.max_bin={v.max_bin}")
     return overrides
 
 
@@ -193,6 +197,13 @@ def main() -> None:
         help="uncounted warm-up trials of ours and the peer before timing (0: off; the "
         "libraries both sides use are imported before timing anyway)",
     )
+    parser.add_argument(
+        "--max-bin",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="our XGBoost histogram bins: 0 keeps the study's (64); 256 is XGBoost's default",
+    )
     args = parser.parse_args()
     if args.trials < 1 or args.repeats < 1:
         parser.error("--trials and --repeats must be >= 1")
@@ -200,7 +211,10 @@ def main() -> None:
 
     peer = Variant("peer")
     variants = [
-        Variant(f"ours pruner={p} tracking={t}", p, t) for p in args.pruner for t in args.tracking
+        Variant(f"ours pruner={p} tracking={t}" + (f" max_bin={b}" if b else ""), p, t, b or None)
+        for p in args.pruner
+        for t in args.tracking
+        for b in args.max_bin
     ]
     everything = [*variants, peer]
     _preload()
@@ -283,7 +297,7 @@ def main() -> None:
         "end-of-study = ours' finish() less the drain: summary, plots, refit on all rows, "
         "MLflow log_model (tracking on)\n"
         "folds scored = folds whose score counted (a pruned trial's unfinished wave is not "
-        "counted); rounds/fold = mean boosting rounds kept (ours: early stopping, max 300)\n"
+        "counted); rounds/fold = mean boosting rounds kept (ours: early stopping, max 200)\n"
         "best vs peer = (best AP - peer's) / peer's; target: time x peer <= 0.50 with best "
         "within 0.5%"
     )

@@ -14,6 +14,7 @@ n_folds * max_epochs (max_epochs in holdout mode).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from objectives.base import FoldData, FoldOutput, Objective, Reporter
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 SCHEMES = ("kfold", "stratified_kfold", "timeseries", "loo", "holdout")
+GROUP_SCHEMES = ("group_kfold", "group_holdout")  # rows of a group never straddle train/valid
 PruneCheck = Callable[[int, float], bool]  # (step, value) -> prune?
 
 
@@ -51,14 +53,26 @@ def make_splitter(cv: CVConfig, task: str) -> Any:
     if cv.scheme == "holdout":
         splitter = ms.StratifiedShuffleSplit if task == "classification" else ms.ShuffleSplit
         return splitter(n_splits=1, test_size=cv.test_size, random_state=cv.seed)
-    raise UserError(f"unknown CV scheme '{cv.scheme}': use cv=" + "|".join(SCHEMES))
+    if cv.scheme in GROUP_SCHEMES:  # stratified by class when the task has classes
+        n_splits = cv.n_splits if cv.scheme == "group_kfold" else round(1 / cv.test_size)
+        if task == "classification":
+            return ms.StratifiedGroupKFold(n_splits, shuffle=cv.shuffle, random_state=seed)
+        return ms.GroupKFold(n_splits, shuffle=cv.shuffle, random_state=seed)
+    raise UserError(f"unknown CV scheme '{cv.scheme}': use cv=" + "|".join(SCHEMES + GROUP_SCHEMES))
 
 
 def make_folds(cv: CVConfig, data: Dataset) -> Folds:
     """All (train, validation) index pairs of the study, computed once."""
     splitter = make_splitter(cv, data.task)
+    if cv.scheme in GROUP_SCHEMES and data.groups is None:
+        raise UserError(
+            f"cv scheme {cv.scheme} needs groups and '{data.name}' has none: "
+            "set study.data.group=COLUMN or use cv=holdout|stratified_kfold"
+        )
     try:
-        return list(splitter.split(data.X, data.y))
+        groups = data.groups if cv.scheme in GROUP_SCHEMES else None
+        folds = list(splitter.split(data.X, data.y, groups))
+        return folds[:1] if cv.scheme == "group_holdout" else folds
     except ValueError as err:
         raise UserError(
             f"cannot split '{data.name}' with {cv.scheme}: {err}; "
@@ -78,7 +92,10 @@ class _EpochReports:
     """Numbers an objective's per-epoch reports across folds and remembers which fold was pruned.
 
     Once one fold is pruned, every other fold's report answers "stop" at
-    once: folds running side by side in the same wave stop too.
+    once: folds running side by side in the same wave stop too. A report and
+    its question are one step under a lock: a pruner judges the trial's
+    highest step, so a fold asking after another fold's unjudged report would
+    be stopped for that fold's value, and named as the fold pruned.
     """
 
     def __init__(self, should_prune: PruneCheck, stride: int) -> None:
@@ -86,16 +103,18 @@ class _EpochReports:
         self.stride = stride
         self.last_step: dict[int, int] = {}  # fold -> last epoch it reported
         self.pruned: int | None = None  # the fold the pruner stopped
+        self.lock = threading.Lock()
 
     def for_fold(self, index: int) -> Reporter:
         def report(step: int, value: float) -> bool:
-            if self.pruned is not None:
-                return True
-            self.last_step[index] = step
-            if self.should_prune(index * self.stride + step, value):
-                self.pruned = index
-                return True
-            return False
+            with self.lock:
+                if self.pruned is not None:
+                    return True
+                self.last_step[index] = step
+                if self.should_prune(index * self.stride + step, value):
+                    self.pruned = index
+                    return True
+                return False
 
         return report
 
@@ -134,9 +153,11 @@ def cross_validate(
 ) -> CVResult:
     """Score ``params`` on every fold, and keep the out-of-fold predictions.
 
-    Folds run ``n_jobs`` at a time in threads, each fit with cores // n_jobs
-    threads (XGBoost and torch release the GIL; one thread per fold measured
-    2.5x faster than one fold on two threads). After each fold, in fold order,
+    Folds run ``n_jobs`` at a time in threads, each fit with cores // folds in
+    its wave threads (XGBoost and torch release the GIL; one thread per fold
+    measured 2.5x faster than one fold on two threads). When a fold ends the
+    trial (pruned, or an error), the folds still running are told to stop
+    (``FoldData.stopped``) rather than run to the end for nothing. After each fold, in fold order,
     ``should_prune(step, running_mean)`` is asked (step = fold index) unless
     ``pooled``, where the metric is computed once on all out-of-fold
     predictions (leave-one-out: one row per fold) and nothing is pruned. An
@@ -145,7 +166,8 @@ def cross_validate(
     n_jobs = max(1, min(n_jobs, len(folds)))
     stride = objective.max_steps(params)
     epochs = _EpochReports(should_prune, stride) if should_prune and stride and not pooled else None
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    cores = os.cpu_count() or 1
+    stop = threading.Event()  # the trial is over: folds still running stop early
     oof: np.ndarray | None = None
     seen = np.zeros(len(data.y), dtype=bool)
     fold_values: list[float] = []
@@ -153,7 +175,7 @@ def cross_validate(
     curves: dict[str, list[float]] = {}
     started = time.perf_counter()
 
-    def fit(index: int) -> FoldOutput:
+    def fit(index: int, threads: int) -> FoldOutput:
         train, valid = folds[index]
         fold = FoldData(
             data.X[train],
@@ -163,27 +185,34 @@ def cross_validate(
             seed + index,
             threads,
             metric,
+            stop.is_set,
         )
         return objective.fit_predict(params, fold, epochs.for_fold(index) if epochs else None)
 
     with ThreadPoolExecutor(n_jobs) if n_jobs > 1 else _Inline() as pool:
-        for wave in range(0, len(folds), n_jobs):
-            indices = range(wave, min(wave + n_jobs, len(folds)))
-            for index, out in zip(indices, pool.map(fit, indices), strict=True):
-                valid = folds[index][1]
-                if oof is None:
-                    oof = np.zeros((len(data.y), *out.scores.shape[1:]), dtype=float)
-                oof[valid], seen[valid] = out.scores, True
-                infos.append(out.info)
-                for key, values in out.curves.items():
-                    curves.setdefault(key, []).extend(values)
-                if pooled:
-                    continue
-                fold_values.append(metric(data.y[valid], out.scores))
-                if epochs is not None and epochs.pruned is not None:
-                    raise epochs.stop(_result(fold_values, infos, curves, started))
-                if epochs is None and should_prune and should_prune(index, _mean(fold_values)):
-                    raise FoldsPruned(_result(fold_values, infos, curves, started))
+        try:
+            for wave in range(0, len(folds), n_jobs):
+                indices = range(wave, min(wave + n_jobs, len(folds)))
+                threads = max(1, cores // len(indices))  # a short last wave gets every core
+                outputs = pool.map(fit, indices, [threads] * len(indices))
+                for index, out in zip(indices, outputs, strict=True):
+                    valid = folds[index][1]
+                    if oof is None:
+                        oof = np.zeros((len(data.y), *out.scores.shape[1:]), dtype=float)
+                    oof[valid], seen[valid] = out.scores, True
+                    infos.append(out.info)
+                    for key, values in out.curves.items():
+                        curves.setdefault(key, []).extend(values)
+                    if pooled:
+                        continue
+                    fold_values.append(metric(data.y[valid], out.scores))
+                    if epochs is not None and epochs.pruned is not None:
+                        raise epochs.stop(_result(fold_values, infos, curves, started))
+                    if epochs is None and should_prune and should_prune(index, _mean(fold_values)):
+                        raise FoldsPruned(_result(fold_values, infos, curves, started))
+        except BaseException:
+            stop.set()  # before the pool waits for the folds still running
+            raise
     assert oof is not None, "no folds"
     if pooled:
         fold_values = [metric(data.y[seen], oof[seen])]
@@ -201,8 +230,8 @@ class _Inline:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def map(self, fn: Callable[[int], FoldOutput], items: range) -> Iterator[FoldOutput]:
-        return map(fn, items)
+    def map(self, fn: Callable[..., FoldOutput], *items: Any) -> Iterator[FoldOutput]:
+        return map(fn, *items)
 
 
 def _result(

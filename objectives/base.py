@@ -36,6 +36,9 @@ class FoldData:
     # The study's metric, so that values reported per epoch on an inner split of
     # the training rows are comparable across trials and point the study's way.
     metric: Score | None = None
+    # True once the trial is over while this fold still runs (a fold beside it was
+    # pruned): stop as soon as possible, the scores will be thrown away.
+    stopped: Callable[[], bool] = lambda: False
 
 
 @dataclass

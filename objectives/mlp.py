@@ -17,11 +17,10 @@ even when folds train side by side in threads.
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from objectives.base import FoldData, FoldOutput, Objective, Reporter
+from objectives.base import FoldData, FoldOutput, Objective, Reporter, Score
+from objectives.epoch_metric import epoch_metric
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -142,7 +142,7 @@ class MLPObjective(Knobs, Objective):
         )
         generator = torch.Generator().manual_seed(fold.seed)
         model = self._pipeline(knobs, fold.X_train, y_fit, fold.n_classes, generator)
-        stop = _Stopping(X_stop, y_stop, fold.metric, report, knobs)
+        stop = _EarlyStopping(model, knobs, X_stop, y_stop, fold.metric, report, fold.stopped)
         history = _train(model, knobs, X_fit, y_fit, generator, stop)
         scores = predict_scores(model, fold.X_valid)
         info = {
@@ -167,7 +167,7 @@ class MLPObjective(Knobs, Objective):
         epochs = max(1, round(info.get("best_epoch", knobs.max_epochs)))
         generator = torch.Generator().manual_seed(seed)
         model = self._pipeline(knobs, X, y, n_classes, generator)
-        _train(model, knobs, X, y, generator, _Stopping.fixed(epochs))
+        _train(model, knobs, X, y, generator, _FixedEpochs(epochs))
         return model
 
     def predict(self, model: Pipeline, X: np.ndarray) -> np.ndarray:
@@ -351,48 +351,69 @@ def make_schedule(
     return None, False
 
 
-@dataclass
-class _Stopping:
+class _FixedEpochs:
+    """A set number of epochs, nothing reported (refit: no inner split to stop on)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def after_epoch(self, model: Pipeline, epoch: int, history: dict[str, list[float]]) -> bool:
+        return epoch >= self.epochs
+
+    def restore(self, model: Pipeline) -> None:
+        """Nothing to restore: the last epoch's weights are the model."""
+
+
+class _EarlyStopping(_FixedEpochs):
     """Early stopping on the inner split's loss, and the per-epoch reports to the pruner.
 
     Each epoch reports the study metric of the model the fold would return if
     it stopped now (the best-loss epoch so far); a fold that stops early
     reports that value once more at the last step (max_epochs - 1), so every
     fold ends at the same step (see Objective.max_steps).
+
+    This runs every epoch, so what does not change is prepared once: the
+    standardized inner-split tensors, the loss, the metric (epoch_metric:
+    scikit-learn's input checks cost as much as a tenth of an epoch), and the
+    best weights are kept as tensor clones, not a deepcopy of the module state.
     """
 
-    X: np.ndarray | None
-    y: np.ndarray | None
-    metric: Callable[[np.ndarray, np.ndarray], float] | None
-    report: Reporter | None
-    knobs: Knobs | None
-    epochs: int = 0  # fixed number of epochs when there is no inner split (refit)
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    best_value: float = math.nan
-    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    @classmethod
-    def fixed(cls, epochs: int) -> _Stopping:
-        return cls(None, None, None, None, None, epochs)
-
-    @property
-    def metric_name(self) -> str:
-        return "inner_valid_" + str(getattr(self.metric, "name", "metric"))
+    def __init__(
+        self,
+        model: Pipeline,
+        knobs: Knobs,
+        X: np.ndarray,
+        y: np.ndarray,
+        metric: Score | None,
+        report: Reporter | None,
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> None:
+        super().__init__(knobs.max_epochs)
+        self.knobs = knobs
+        self.report = report
+        self.stopped = stopped  # the trial is over (a fold beside this one ended it)
+        self.X = model.standardize(torch.as_tensor(X, dtype=torch.float32))
+        self.target = model.target(y)
+        self.loss_fn = model.loss_fn()
+        self.score = epoch_metric(metric, y) if metric is not None else None
+        self.metric_name = "inner_valid_" + str(getattr(metric, "name", "metric"))
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.best_value = math.nan
+        self.best_state: dict[str, torch.Tensor] = {}
 
     def after_epoch(self, model: Pipeline, epoch: int, history: dict[str, list[float]]) -> bool:
         """Record the epoch's validation loss and metric; True when training should stop."""
-        if self.knobs is None:
-            return epoch >= self.epochs
-        assert self.X is not None and self.y is not None
-        loss, value = self._evaluate(model)
+        if self.stopped():
+            return True
+        loss, value = self._evaluate(model, epoch)
         history.setdefault("inner_valid_loss", []).append(loss)
-        if self.metric is not None:
+        if self.score is not None:
             history.setdefault(self.metric_name, []).append(value)
         if loss < self.best_loss:
             self.best_loss, self.best_epoch, self.best_value = loss, epoch, value
-            self.best_state = copy.deepcopy(model.state_dict())
-        reported = self.best_value if self.metric is not None else self.best_loss
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        reported = self.best_value if self.score is not None else self.best_loss
         if self.report is not None and self.report(epoch - 1, reported):
             return True
         done = epoch >= self.knobs.max_epochs or epoch - self.best_epoch >= self.knobs.patience
@@ -400,16 +421,18 @@ class _Stopping:
             self.report(self.knobs.max_epochs - 1, reported)
         return done
 
-    def _evaluate(self, model: Pipeline) -> tuple[float, float]:
-        assert self.X is not None and self.y is not None
+    def _evaluate(self, model: Pipeline, epoch: int) -> tuple[float, float]:
         model.eval()
         with torch.no_grad():
-            logits = model.logits(model.standardize(torch.as_tensor(self.X, dtype=torch.float32)))
-            loss = float(model.loss_fn()(logits, model.target(self.y)))
+            logits = model.logits(self.X)
+            loss = float(self.loss_fn(logits, self.target))
             scores = model.scores(logits).numpy()
         model.train()
-        value = self.metric(self.y, scores) if self.metric is not None else math.nan
-        return loss, value
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"inner validation loss is {loss} at epoch {epoch}: lower lr or set clip_norm"
+            )
+        return loss, self.score(scores) if self.score is not None else math.nan
 
     def restore(self, model: Pipeline) -> None:
         if self.best_state:
@@ -422,7 +445,7 @@ def _train(
     X: np.ndarray,
     y: np.ndarray,
     generator: torch.Generator,
-    stop: _Stopping,
+    stop: _FixedEpochs,
 ) -> dict[str, list[float]]:
     """Mini-batch training on in-memory tensors until ``stop`` says so; returns the curves."""
     Z = model.standardize(torch.as_tensor(X, dtype=torch.float32))

@@ -1,4 +1,6 @@
 import dataclasses
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -386,3 +388,54 @@ def test_parallel_folds_stop_after_the_wave_that_was_pruned():
     assert len(err.value.result.fold_values) == 1
     # the first wave had two folds (the second may be cancelled before it starts); no later wave
     assert len(objective.calls) in (1, 2)
+
+
+class SlowSecondFold(MeanObjective):
+    """Fold 1 waits (up to 10 s) until the harness says the trial is over; records threads."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads: list[int] = []
+        self.told_to_stop = threading.Event()
+
+    def fit_predict(self, params, fold, report=None):
+        self.threads.append(fold.threads)
+        if fold.seed == 1:  # seed + fold index: fold 1
+            deadline = time.monotonic() + 10
+            while not fold.stopped() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if fold.stopped():
+                self.told_to_stop.set()
+        return super().fit_predict(params, fold, report)
+
+
+def test_a_pruned_trial_tells_the_fold_beside_it_to_stop():
+    data = regression_data()
+    objective = SlowSecondFold()
+    started = time.monotonic()
+    with pytest.raises(FoldsPruned):
+        cross_validate(
+            objective,
+            {},
+            data,
+            _kfold(data),
+            get_metric("rmse"),
+            seed=0,
+            should_prune=lambda s, v: True,
+            n_jobs=2,
+        )
+    assert objective.told_to_stop.is_set()
+    assert time.monotonic() - started < 5  # it did not wait out fold 1's 10 s
+
+
+def test_a_short_last_wave_gets_every_core(monkeypatch):
+    monkeypatch.setattr("hpo.cv.os.cpu_count", lambda: 4)
+    data = regression_data()
+    objective = MeanObjective()
+    seen: list[int] = []
+    objective.fit_predict = lambda p, fold, report=None: (  # type: ignore[method-assign]
+        seen.append(fold.threads) or MeanObjective.fit_predict(objective, p, fold, report)
+    )
+    folds = _kfold(data, n_splits=5)
+    cross_validate(objective, {}, data, folds, get_metric("rmse"), seed=0, n_jobs=2)
+    assert sorted(seen) == [2, 2, 2, 2, 4]  # 5 folds: two waves of two, then one alone

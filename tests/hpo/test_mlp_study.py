@@ -28,7 +28,8 @@ ALWAYS_PRUNE = [
 @pytest.mark.slow
 @pytest.mark.parametrize("study_name", list(STUDIES))
 def test_mlp_study_logs_curves_and_a_loadable_pipeline(make_cfg, study_name: str) -> None:
-    cfg = make_cfg(f"study={study_name}", "study.n_trials=2", "pruner=none", *FAST)
+    # median with 5 startup trials never prunes 2 trials, but they report every epoch
+    cfg = make_cfg(f"study={study_name}", "study.n_trials=2", "pruner=median", *FAST)
     run(cfg)
 
     study = load(cfg)
@@ -47,6 +48,7 @@ def test_mlp_study_logs_curves_and_a_loadable_pipeline(make_cfg, study_name: str
             history = client.get_metric_history(child.info.run_id, curve)
             assert [h.step for h in history] == list(range(epochs))
 
+    mlflow.set_tracking_uri(cfg.tracking.uri)  # as a user does: models:/ URIs resolve there
     pyfunc = mlflow.pyfunc.load_model(parent.data.tags["hpo.model_uri"])
     plan = make_plan(cfg)
     data = load_data(cfg.study.data, plan.objective.task, 0)  # type: ignore[arg-type]
@@ -70,10 +72,34 @@ def test_a_pruner_that_always_prunes_stops_each_trial_at_its_first_epoch(make_cf
     client = MlflowClient(cfg.tracking.uri)
     for child in children:
         assert child.data.tags["hpo.state"] == "PRUNED"
+        assert child.data.tags["hpo.prune_reason"] == "pruned at epoch 1 of fold 0"
         assert child.data.metrics["pruned_epoch"] == 1
         assert child.data.metrics["pruned_fold"] == 0
         assert child.data.metrics["epochs_run"] == 1
         assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 1
+
+
+@pytest.mark.slow
+def test_a_trial_pruned_in_its_second_fold_says_where_in_mlflow(make_cfg) -> None:
+    """Step = fold * max_epochs + epoch - 1: step 4 is fold 1's second epoch (3 epochs a fold).
+
+    The two folds run side by side: whichever fold asks, the pruner judges the
+    highest step, so the fold named must be the one that reported it.
+    """
+    prune_from_step_4 = [
+        "pruner._target_=optuna.pruners.ThresholdPruner",
+        "+pruner.lower=2.0",
+        "~pruner.n_startup_trials",
+        "pruner.n_warmup_steps=4",
+    ]
+    cfg = make_cfg("study=mlp_f1", "study.n_trials=1", "n_jobs=2", *prune_from_step_4, *FAST)
+    run(cfg)
+    (trial,) = load(cfg).trials
+    assert trial.state == TrialState.PRUNED
+    assert max(trial.intermediate_values) == 4
+    _, (child,) = runs(cfg)
+    assert child.data.tags["hpo.prune_reason"] == "pruned at epoch 2 of fold 1"
+    assert (child.data.metrics["pruned_fold"], child.data.metrics["pruned_epoch"]) == (1, 2)
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from objectives.mlp import (
     GeneratorDropout,
     Knobs,
     MLPObjective,
+    _EarlyStopping,
     build_network,
     make_optimizer,
     make_schedule,
@@ -290,10 +291,51 @@ def test_a_pruned_fold_stops_at_once():
     assert len(out.curves["train_loss"]) == 2
 
 
+def test_a_fold_stops_after_the_epoch_in_which_the_trial_ended_elsewhere():
+    data, _ = fold()
+    ended = iter([False, False, True])  # asked once per epoch
+    data.stopped = lambda: next(ended)
+    out = mlp(max_epochs=20, width=16).fit_predict({}, data)
+    assert out.info["epochs_run"] == 3
+    assert len(out.curves["inner_valid_loss"]) == 2
+
+
 def test_a_diverging_loss_ends_the_fit_with_the_reason():
     data, _ = fold(0)
     with pytest.raises(FloatingPointError, match="lower lr"):
         mlp("regression", **FAST).fit_predict({"optimizer": "sgd", "lr": 1e12}, data)
+
+
+def _stopping(y_stop: np.ndarray | None = None) -> tuple[_EarlyStopping, nn.Module]:
+    data, _ = fold(0)
+    objective = mlp("regression", width=8, max_epochs=10)
+    knobs = objective.knobs({})
+    model = objective._pipeline(knobs, data.X_train, data.y_train, 0, torch.Generator())
+    y = data.y_train[:40] if y_stop is None else y_stop
+    return _EarlyStopping(model, knobs, data.X_train[:40], y, data.metric, None), model
+
+
+def test_the_best_weights_are_a_copy_restored_at_the_end():
+    stop, model = _stopping()
+    history: dict[str, list[float]] = {}
+    stop.after_epoch(model, 1, history)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-3.0)  # in place: a kept reference instead of a copy would follow
+    stop.after_epoch(model, 2, history)
+    assert history["inner_valid_loss"][1] > history["inner_valid_loss"][0]
+    assert stop.best_epoch == 1
+    stop.restore(model)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, best[key]), key
+
+
+def test_a_non_finite_inner_validation_loss_ends_the_fit_with_the_reason():
+    huge = np.full(40, 1e300)  # beyond float32 once standardized: the loss is inf
+    stop, model = _stopping(huge)
+    with pytest.raises(FloatingPointError, match="inner validation loss is inf at epoch 3"):
+        stop.after_epoch(model, 3, {})
 
 
 def test_max_steps_is_max_epochs():

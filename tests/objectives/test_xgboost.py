@@ -157,3 +157,26 @@ def test_refit_regression_predicts_values():
     scores = reg.predict(model, data.X_valid)
     assert scores.shape == (len(data.X_valid),)
     assert np.corrcoef(scores, y_valid)[0, 1] > 0.7
+
+
+def test_boosting_ends_when_the_harness_says_the_trial_is_over():
+    data, _ = fold()
+    data.stopped = lambda: True  # a fold beside this one was pruned
+    out = XGBoostObjective(max_rounds=MAX_ROUNDS, early_stopping_rounds=MAX_ROUNDS).fit_predict(
+        PARAMS, data
+    )
+    assert len(out.curves["inner_valid_loss"]) == 1
+
+
+def test_the_fit_uses_the_threads_the_harness_gives(monkeypatch):
+    import xgboost as xgb
+
+    seen: list[int] = []
+    train = xgb.train
+    monkeypatch.setattr(
+        xgb, "train", lambda p, *a, **k: seen.append(p["nthread"]) or train(p, *a, **k)
+    )
+    data, _ = fold()
+    data.threads = 3
+    XGBoostObjective().fit_predict(PARAMS, data)
+    assert seen == [3]
