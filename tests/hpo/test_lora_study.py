@@ -1,0 +1,124 @@
+"""LoRA studies end to end on a tiny slice: real MiniLM, peft, Optuna journal, MLflow SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from hpo.study import make_plan, run
+from tests.hpo.test_main import hpo
+from tests.hpo.test_study import load, runs
+
+# 8 intents x 12 utterances, group holdout (24 validation rows), one or two short epochs.
+TINY = [
+    "study.data={name:intents,per_intent:12}",
+    "study.objective.max_length=24",
+    "study.objective.latency_examples=4",
+    "study.space.epochs.low=1",
+    "study.space.epochs.high=2",
+    "study.n_trials=2",
+]
+LORA_PARAMS = {"r", "alpha_ratio", "lora_dropout", "target_modules", "lr", "epochs"}
+LORA_PARAMS |= {"batch_size", "warmup_ratio", "weight_decay"}
+FACTS = {"trainable_params", "trainable_pct", "adapter_kb", "train_seconds", "latency_ms_b1"}
+FACTS |= {"latency_ms_b32", "peak_rss_mb", "train_mem_mb", "epochs_run", "best_epoch"}
+PARETO_PARAMS = {"r", "alpha_ratio", "lora_dropout", "target_modules", "lr"}
+CURVES = ("train_loss", "inner_valid_loss", "inner_valid_accuracy", "inner_valid_f1")
+
+
+@pytest.mark.slow
+def test_lora_intents_logs_lora_params_metrics_and_a_loadable_adapter(make_cfg) -> None:
+    # median never prunes before its 5th trial, and with a pruner every epoch is reported
+    cfg = make_cfg("study=lora_intents", "sampler=tpe", "pruner=median", *TINY)
+    run(cfg)
+
+    study = load(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    parent, children = runs(cfg)
+    client = MlflowClient(cfg.tracking.uri)
+    for trial, child in zip(study.trials, children, strict=True):
+        assert set(child.data.params) == LORA_PARAMS
+        metrics = child.data.metrics
+        assert FACTS | {"f1", "f1_std", "oof_accuracy", "oof_f1"} <= set(metrics)
+        assert metrics["f1"] == pytest.approx(trial.value)
+        epochs = trial.params["epochs"]
+        for curve in CURVES:  # one point per epoch (one fold)
+            assert len(client.get_metric_history(child.info.run_id, curve)) == epochs
+        assert sorted(trial.intermediate_values) == list(range(epochs))
+
+    uri = parent.data.tags["hpo.model_uri"]
+    assert "python_function" in mlflow.models.get_model_info(uri).flavors
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    plan = make_plan(cfg)
+    best = study.best_trial
+    valid = plan.folds[0][1]
+    model = plan.objective.refit(
+        best.params, plan.data.X, plan.data.y, plan.data.n_classes, best.user_attrs["cv"]["info"], 0
+    )
+    texts = list(plan.data.X[valid])
+    expected = plan.objective.predict(model, plan.data.X[valid])
+    np.testing.assert_allclose(pyfunc.predict(texts), expected, atol=1e-6)
+    files = {Path(f.path).name for f in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "optimization_history.html" in files
+
+
+@pytest.mark.slow
+def test_a_missing_model_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    model = f"study.objective.model_path={tmp_path}/x"
+    done = hpo("study=lora_intents", *TINY, model, "progress=false", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: cannot build study.objective: model folder")
+    )
+    assert "study.objective.model_path" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_data_file_without_the_named_columns_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("sentence,label\nhello,a\n")
+    data = f"study.data={{path:{tmp_path}/d.csv,text:text,target:label}}"
+    done = hpo("study=lora_intents", data, "progress=false", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip() == (
+        f"error: data file '{tmp_path}/d.csv' has no column 'text': set study.data.text "
+        "to one of sentence, label"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_lora_intents_pareto_trades_f1_against_trainable_parameters(make_cfg, sampler) -> None:
+    cfg = make_cfg(
+        "study=lora_intents_pareto",
+        f"sampler={sampler}",
+        *[o for o in TINY if "epochs" not in o],
+        "study.objective.epochs=1",
+    )
+    summary = run(cfg)
+
+    study = load(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    parent, children = runs(cfg)
+    for trial, child in zip(study.trials, children, strict=True):
+        assert trial.values[0] == pytest.approx(child.data.metrics["f1"])
+        assert trial.values[1] == child.data.metrics["trainable_params"]
+        assert set(child.data.params) == PARETO_PARAMS
+        assert set(child.data.metrics) >= FACTS
+        assert not trial.intermediate_values, "multi-objective trials are not pruned"
+    front = {t.number for t in study.best_trials}
+    assert {row["trial"] for row in summary.front} == front
+    assert set(parent.data.tags["hpo.pareto_front"].split(",")) == {str(n) for n in front}
+    best_f1 = max(study.best_trials, key=lambda t: t.values[0]).number
+    assert parent.data.tags["hpo.model_trial"] == str(best_f1)
+    client = MlflowClient(cfg.tracking.uri)
+    plots = {Path(f.path).name for f in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "pareto_front.html" in plots
+    html = client.download_artifacts(parent.info.run_id, "plots/pareto_front.html")
+    assert "trainable_params" in Path(html).read_text()
