@@ -1,0 +1,205 @@
+"""Champion/challenger: the night's best model replaces the registered champion only if better.
+
+How "better" is measured without a leak: the champion's model was refit on
+all of its night's data, so scoring it on tonight's folds would score it on
+rows it was trained on. Instead the champion's parameters (kept on its model
+version) are cross-validated again on tonight's data and tonight's folds,
+exactly as tonight's trials were, and paired fold by fold with the
+challenger's fold values. The challenger is promoted when the mean paired
+gain (in the metric's direction) is positive and at least
+``schedule.min_improvement``. The first night promotes its winner.
+
+The challenger is the best of many trials on these folds, so its fold values
+lean optimistic (the winner's curse); ``min_improvement`` is the margin that
+absorbs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import optuna
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from hpo.cv import cross_validate
+from hpo.study import CV_ATTR, Plan
+from hpo.tracking import PARENT_ATTR
+
+log = logging.getLogger(__name__)
+PREFIX = "hpo.champion."
+PARAMS_TAG = "hpo.params"
+
+
+@dataclass
+class Decision:
+    """What the night decided, with the figures it decided on."""
+
+    outcome: str  # first, promoted, kept
+    trial: int  # tonight's best trial
+    version: str  # tonight's model version
+    challenger_value: float  # mean over tonight's folds
+    n_folds: int
+    min_improvement: float
+    champion_value: float | None = None  # the champion's parameters, same folds
+    diff_mean: float | None = None  # per-fold gain of the challenger, > 0 is better
+    diff_std: float | None = None
+    champion_version: str | None = None
+    champion_run: str | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.outcome in ("first", "promoted")
+
+    def line(self) -> str:
+        head = f"version {self.version} {'promoted to' if self.promoted else 'not'} champion"
+        if self.outcome == "first":
+            return f"{head} (first night: challenger {self.challenger_value:.4f})"
+        return (
+            f"{head}: challenger {self.challenger_value:.4f} vs champion (version "
+            f"{self.champion_version}) {self.champion_value:.4f} on the same {self.n_folds} folds, "
+            f"mean paired gain {self.diff_mean:+.4f} ± {self.diff_std:.4f} "
+            f"(needs > 0 and >= {self.min_improvement:g})"
+        )
+
+    def tags(self) -> dict[str, str]:
+        """``hpo.champion.*`` tags: the outcome is ``hpo.champion.decision``."""
+        figures = {k: v for k, v in asdict(self).items() if v is not None and k != "outcome"}
+        tags = {PREFIX + k: str(v) for k, v in figures.items()}
+        return {**tags, PREFIX + "decision": self.outcome, PREFIX + "summary": self.line()}
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> Decision:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = tags.get(PREFIX + ("decision" if f.name == "outcome" else f.name))
+            if raw is None:
+                continue
+            kind = str(f.type)
+            values[f.name] = float(raw) if "float" in kind else int(raw) if kind == "int" else raw
+        return cls(**values)
+
+
+def challenge(
+    plan: Plan,
+    study: optuna.Study,
+    client: MlflowClient,
+    model_name: str,
+    alias: str,
+    min_improvement: float,
+    version_tags: dict[str, str],
+) -> Decision:
+    """Register tonight's best model and give it ``alias`` if it beats the current holder.
+
+    Idempotent: a rerun of the night with the same best trial returns the
+    decision already recorded on the parent run.
+    """
+    best = study.best_trial
+    parent_id = study.user_attrs[PARENT_ATTR]
+    parent = client.get_run(parent_id).data.tags
+    if parent.get(PREFIX + "trial") == str(best.number):
+        return Decision.from_tags(parent)
+    if parent.get("hpo.model_trial") != str(best.number):
+        raise RuntimeError(f"the parent run has no refit model of trial {best.number}")
+    folds = [float(v) for v in best.user_attrs[CV_ATTR]["fold_values"]]
+    value = float(np.mean(folds))
+    decision = Decision("first", best.number, "", value, len(folds), min_improvement)
+    _ensure_model(client, model_name)
+    champion = _holder(client, model_name, alias)
+    if champion is not None:
+        _compare(plan, champion, folds, decision)
+    version = client.create_model_version(
+        model_name,
+        source=parent["hpo.model_uri"],
+        run_id=parent_id,
+        model_id=_model_id(parent["hpo.model_uri"]),
+        tags={
+            **version_tags,
+            "hpo.trial": str(best.number),
+            PARAMS_TAG: json.dumps(best.params, sort_keys=True),
+            "hpo.value": repr(decision.challenger_value),
+            "hpo.decision": decision.outcome,
+        },
+    )
+    decision.version = str(version.version)
+    client.set_registered_model_alias(model_name, "challenger", version.version)
+    if decision.promoted:
+        client.set_registered_model_alias(model_name, alias, version.version)
+    _record(client, parent_id, decision, version_tags.get("hpo.night", ""))
+    log.info("%s: %s", model_name, decision.line())
+    return decision
+
+
+def _compare(plan: Plan, champion: ModelVersion, folds: list[float], decision: Decision) -> None:
+    """Score the champion's parameters on tonight's folds and pair them with the challenger's."""
+    raw = champion.tags.get(PARAMS_TAG)
+    if raw is None:
+        raise RuntimeError(
+            f"champion version {champion.version} has no '{PARAMS_TAG}' tag (not registered by "
+            "hpo?): set it to the model's parameters as JSON, or move the alias off it"
+        )
+    params = json.loads(raw)
+    result = cross_validate(
+        plan.objective,
+        params,
+        plan.data,
+        plan.folds,
+        plan.metric,
+        plan.seed,
+        pooled=plan.pooled,
+        n_jobs=plan.n_jobs,
+    )
+    if len(result.fold_values) != len(folds) or not math.isfinite(result.value):
+        raise RuntimeError(
+            f"re-scoring champion version {champion.version} gave {result.fold_values}"
+        )
+    sign = 1.0 if plan.direction == "maximize" else -1.0
+    gains = sign * (np.asarray(folds) - np.asarray(result.fold_values))
+    decision.champion_value = float(result.value)
+    decision.diff_mean = float(gains.mean())
+    decision.diff_std = float(gains.std(ddof=1)) if len(gains) > 1 else 0.0
+    decision.champion_version = str(champion.version)
+    decision.champion_run = champion.run_id
+    better = decision.diff_mean > 0 and decision.diff_mean >= decision.min_improvement
+    decision.outcome = "promoted" if better else "kept"
+
+
+def _record(client: MlflowClient, parent_id: str, decision: Decision, night: str) -> None:
+    """The decision on tonight's parent run, and one line on the champion's run."""
+    for key, value in decision.tags().items():
+        client.set_tag(parent_id, key, value)
+    if decision.champion_run:
+        try:
+            client.set_tag(decision.champion_run, f"hpo.challenged.{night}", decision.line())
+        except MlflowException as err:  # its run was deleted; the registry still holds the model
+            log.warning("could not tag the champion's run %s: %s", decision.champion_run, err)
+
+
+def _ensure_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.create_registered_model(
+            name, description="The champion of hpo's nightly study: see alias 'champion'."
+        )
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+
+
+def _holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def _model_id(uri: str) -> str | None:
+    """MLflow 3 logged models are ``models:/<model_id>``."""
+    return uri.removeprefix("models:/") if uri.startswith("models:/m-") else None

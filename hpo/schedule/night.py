@@ -1,0 +1,185 @@
+"""``schedule=nightly``: one dated study per night, warm-started, promoting a champion model.
+
+The night runs as a wrapper around hpo.study.run, in this order:
+
+1. take the study's nightly lock, or exit at once ("already running");
+2. open the night's ledger run (``<study>-nightly`` experiment, run ``<date>``);
+3. read the data, log its fingerprint, note a change since the previous night;
+4. create ``<study>-<date>`` and enqueue the previous night's best parameters;
+5. run the study to its budget or timeout (resuming if it was started before);
+6. register the refit best model; it takes the ``champion`` alias only if it
+   beats the champion on tonight's folds (hpo/schedule/champion.py);
+7. write the report of all nights so far, and close the ledger run.
+
+A failure at any step closes the ledger run FAILED (KILLED when interrupted)
+with the reason, and leaves the champion where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import optuna
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from hpo import report
+from hpo.errors import UserError
+from hpo.schedule import history
+from hpo.schedule.champion import Decision, challenge
+from hpo.schedule.ledger import FINGERPRINT_TAG, Ledger
+from hpo.schedule.lock import night_lock
+from hpo.schedule.names import dated, night_of
+from hpo.schedule.warm_start import warm_start
+from hpo.storage import init_lock, mask, open_storage
+from hpo.study import make_plan, run
+from hpo.tracking import PARENT_ATTR, _default_artifacts
+
+log = logging.getLogger(__name__)
+REPORT = "nightly/report.html"
+
+
+class NightFailed(RuntimeError):
+    """The night ran but produced nothing to promote."""
+
+
+def run_scheduled(cfg: DictConfig) -> report.Summary:
+    """Run the configured study as tonight's dated study (``schedule.kind: nightly``)."""
+    kind = cfg.schedule.kind
+    if kind != "nightly":
+        raise UserError(f"schedule.kind is '{kind}': use schedule=nightly or schedule=none")
+    if not cfg.tracking.enabled:
+        raise UserError(
+            "schedule=nightly keeps its champion in the MLflow model registry: "
+            "leave tracking.enabled=true"
+        )
+    if int(cfg.workers) > 1 or not cfg.finish:
+        raise UserError(
+            "schedule=nightly runs in one process: drop workers=N; more workers can join "
+            "tonight's study with study.name=NAME-YYYY-MM-DD finish=false"
+        )
+    base = str(cfg.study.name)
+    night = night_of(cfg.schedule.date)
+    with night_lock(str(cfg.storage.url), base, night):
+        uri = str(cfg.tracking.uri)
+        with init_lock(uri, "mlflow-schema"):  # the first use of a store creates its tables
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            ledger = Ledger(client, base, cfg.tracking.artifact_location or _default_artifacts(uri))
+        ledger.open(night, dated(base, night))
+        parent: list[str] = []  # the night's parent run, once it exists
+        try:
+            summary = _night(cfg, base, night, client, ledger, parent)
+        except BaseException as err:
+            status = "FAILED" if isinstance(err, Exception) else "KILLED"
+            ledger.close(status, mask(f"{type(err).__name__}: {err}".splitlines()[0])[:500])
+            _publish(ledger, base, str(cfg.study.metric), night, parent)
+            raise
+        ledger.close()
+        _publish(ledger, base, str(cfg.study.metric), night, parent)
+        return summary
+
+
+def _night(
+    cfg: DictConfig,
+    base: str,
+    night: str,
+    client: MlflowClient,
+    ledger: Ledger,
+    parent: list[str],
+) -> report.Summary:
+    name = dated(base, night)
+    cfg.study.name = name
+    plan = make_plan(cfg)
+    fingerprint = plan.data.fingerprint()
+    note = _data_change(ledger, night, fingerprint)
+    data_tags = {FINGERPRINT_TAG: fingerprint, **({"hpo.data_changed": note} if note else {})}
+    ledger.record(data_tags)
+    if note:
+        log.warning("%s", note)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # as run()
+    storage = open_storage(cfg.storage)
+    warm = warm_start(storage, plan, base, night, int(cfg.schedule.warm_start))
+    tags = {
+        **data_tags,
+        "hpo.nightly.date": night,
+        "hpo.nightly.ledger_run": str(ledger.run_id),
+        "hpo.warm_start": warm.line(),
+    }
+    try:
+        summary = run(cfg, plan)
+        assert summary is not None  # finish=true: run() reports
+    finally:  # a failed night's parent run is tagged too
+        parent += _tag_parent(storage, name, client, ledger, tags)
+    study = optuna.load_study(study_name=name, storage=storage)
+    ledger.record({}, {"best_value": summary.best_value})
+    if summary.best_value is None:
+        raise NightFailed(f"no trial of {name} completed: nothing to promote, the champion stays")
+    model_name = str(cfg.schedule.model_name or base)
+    decision = challenge(
+        plan,
+        study,
+        client,
+        model_name,
+        str(cfg.schedule.alias),
+        float(cfg.schedule.min_improvement),
+        {"hpo.night": night, "hpo.study": name, FINGERPRINT_TAG: fingerprint},
+    )
+    ledger.record(decision.tags(), _figures(decision))
+    summary.where |= {
+        "warm start": warm.line(),
+        "data": note or f"fingerprint {fingerprint}",
+        "champion": f"registered model '{model_name}': {decision.line()}",
+        "nightly report": f"{REPORT} on run {night} of experiment '{ledger.name}'",
+    }
+    return summary
+
+
+def _tag_parent(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    client: MlflowClient,
+    ledger: Ledger,
+    tags: dict[str, str],
+) -> list[str]:
+    """Tag the night's parent run, if it was created; [its id] or []."""
+    try:
+        parent = optuna.load_study(study_name=name, storage=storage).user_attrs.get(PARENT_ATTR)
+        if parent is None:
+            return []
+        for key, value in tags.items():
+            client.set_tag(parent, key, value)
+        ledger.record({"hpo.nightly.parent_run": parent})
+        return [parent]
+    except Exception as err:  # keep the night's own error, if there is one
+        log.warning("could not tag the night's parent run: %s", mask(str(err))[:300])
+        return []
+
+
+def _data_change(ledger: Ledger, night: str, fingerprint: str) -> str | None:
+    """A note when the data differ from the latest earlier night's."""
+    earlier = [n for n in ledger.nights() if n.date < night and n.fingerprint]
+    if not earlier or earlier[-1].fingerprint == fingerprint:
+        return None
+    last = earlier[-1]
+    return f"data changed since night {last.date} (fingerprint {last.fingerprint} -> {fingerprint})"
+
+
+def _figures(decision: Decision) -> dict[str, float | None]:
+    return {
+        "challenger_value": decision.challenger_value,
+        "champion_value": decision.champion_value,
+        "paired_gain_mean": decision.diff_mean,
+        "paired_gain_std": decision.diff_std,
+        "promoted": float(decision.promoted),
+    }
+
+
+def _publish(ledger: Ledger, base: str, metric: str, night: str, parent: list[str]) -> None:
+    """The report of every night so far, on tonight's ledger run and parent run."""
+    try:
+        page = history.render(ledger.nights(), base, metric, night)
+        for run_id in [ledger.run_id, *parent]:
+            ledger.client.log_text(str(run_id), page, REPORT)
+    except Exception as err:  # the night's outcome is recorded already; the report can wait
+        log.warning("could not write the nightly report: %s", mask(str(err))[:300])
