@@ -21,12 +21,13 @@ size (--batch-size), shuffled each epoch, the short last batch dropped, for
 - hpo (memory): hpo.cv.cross_validate on the holdout fold, everything a trial
   of the study does except MLflow: stratified inner split, scaler fit, per
   epoch the train loss, the inner validation loss and study metric (the
-  learning curves), a copy of the best weights, a trial.report and
-  should_prune to a real Optuna trial (in-memory storage, the study's
-  pruner), then scoring the held-out rows with the best weights.
+  learning curves), a copy of the best weights, a report to a real Optuna
+  trial (in-memory storage, the study's pruner) through hpo.pruning.StepReports
+  as a study does, then scoring the held-out rows with the best weights.
 - hpo (journal): the same with the trial in an Optuna journal file, the
   default storage of ``python -m hpo``: each report is a locked, fsynced
-  append (what a real study pays per epoch, on this machine's disk).
+  append (what a real study pays per epoch, on this machine's disk), made
+  by StepReports' writer thread while the next epoch trains.
 - plain + early stop: a hand-written loop a practitioner would write for the
   same job: standardize with the training part's statistics, train, and per
   epoch the validation loss and a copy of the best weights, restored at the
@@ -100,6 +101,7 @@ def throughput(
     import torch
 
     from hpo.cv import cross_validate
+    from hpo.pruning import StepReports
     from hpo.storage import open_storage
     from hpo.study import make_plan
 
@@ -117,17 +119,16 @@ def throughput(
     cpus: dict[str, list[float]] = {way: [] for way in THROUGHPUT}
 
     def hpo_trial(storage: Any) -> Callable[[], object]:
-        trial = optuna.create_study(
-            storage=storage, direction=plan.direction, pruner=plan.pruner
-        ).ask()
+        study = optuna.create_study(storage=storage, direction=plan.direction, pruner=plan.pruner)
+        reports = StepReports(study, study.ask())  # what hpo.study.evaluate reports through
 
-        def check(step: int, value: float) -> bool:  # as hpo.study._pruning_check
-            trial.report(value, step)
-            return bool(trial.should_prune())
+        def one_trial() -> None:
+            cross_validate(
+                plan.objective, params, plan.data, plan.folds, plan.metric, 0, reports.should_prune
+            )
+            reports.flush()  # as evaluate() does before telling the trial
 
-        return lambda: cross_validate(
-            plan.objective, params, plan.data, plan.folds, plan.metric, 0, check
-        )
+        return one_trial
 
     def way_to_run(way: str, tmp: Path, repeat: int) -> Callable[[], object]:
         if way == "hpo (memory)":

@@ -36,6 +36,7 @@ from hpo.cv import CVResult, Folds, FoldsPruned, cross_validate, make_folds
 from hpo.data import Dataset, load_data
 from hpo.errors import UserError
 from hpo.metrics import Metric, get_metric
+from hpo.pruning import StepReports
 from hpo.samplers import (
     RESEEDED,
     build_pruner,
@@ -405,6 +406,10 @@ def evaluate(
     interrupted: BaseException | None = None
     result: CVResult | None = None
     values: list[float] = []
+    # pruner=none: no reports at all (each is a storage write, for nothing)
+    reports = (
+        None if isinstance(plan.pruner, optuna.pruners.NopPruner) else StepReports(study, trial)
+    )
     try:
         params = plan.space.suggest(trial)
         result = cross_validate(
@@ -414,7 +419,7 @@ def evaluate(
             plan.folds,
             plan.metric,
             plan.seed,
-            None if isinstance(plan.pruner, optuna.pruners.NopPruner) else _pruning_check(trial),
+            reports.should_prune if reports else None,
             plan.pooled,
             plan.n_jobs,
         )
@@ -435,6 +440,8 @@ def evaluate(
             log.warning("trial %d failed: %s", trial.number, reason)
         else:
             interrupted = err
+    if reports is not None:
+        reports.flush()  # a pruned trial's value is its last stored step
     try:
         retrying(
             lambda: _tell(study, trial, record, result, values),
@@ -475,17 +482,6 @@ def _tell(
     else:
         assert result is not None
         study.tell(trial, values)
-
-
-def _pruning_check(trial: optuna.Trial) -> Any:
-    """Report each step to Optuna and ask the pruner (skipped with pruner=none: each report
-    is a storage write, an fsync'd append on the journal file, for nothing)."""
-
-    def should_prune(step: int, value: float) -> bool:
-        trial.report(value, step)
-        return trial.should_prune()
-
-    return should_prune
 
 
 def _record(
