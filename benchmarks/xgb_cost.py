@@ -57,6 +57,7 @@ class Variant:
     pruner: str | None = None  # None: the peer
     tracking: str | None = None
     max_bin: int | None = None  # None: the study's own setting
+    report_every: int | None = None  # None: the study's own setting; 0: fold-level pruning
 
     @property
     def ours(self) -> bool:
@@ -81,12 +82,14 @@ def ours_overrides(v: Variant) -> list[str]:
         "seed=0",
         "progress=false",
     ]
-    if v.pruner == "none":
-        overrides.append("pruner=none")
+    if v.pruner != "median":
+        overrides.append(f"pruner={v.pruner}")
     if v.tracking == "off":
         overrides.append("tracking.enabled=false")
     if v.max_bin is not None:
         overrides.append(f"study.objective.max_bin={v.max_bin}")
+    if v.report_every is not None:
+        overrides.append(f"study.objective.report_every={v.report_every or 'null'}")
     return overrides
 
 
@@ -179,9 +182,9 @@ def main() -> None:
     parser.add_argument(
         "--pruner",
         nargs="+",
-        choices=["median", "none"],
+        choices=["median", "none", "hyperband", "sha"],
         default=["median"],
-        help="our pruner(s): median (the default config) and/or none",
+        help="our pruner(s): median (the default config), none, hyperband, sha",
     )
     parser.add_argument(
         "--tracking",
@@ -204,6 +207,14 @@ def main() -> None:
         default=[0],
         help="our XGBoost histogram bins: 0 keeps the study's (64); 256 is XGBoost's default",
     )
+    parser.add_argument(
+        "--report-every",
+        nargs="+",
+        type=int,
+        default=[-1],
+        help="our boosting rounds between pruner reports: -1 keeps the study's, 0 prunes "
+        "after whole folds only",
+    )
     args = parser.parse_args()
     if args.trials < 1 or args.repeats < 1:
         parser.error("--trials and --repeats must be >= 1")
@@ -211,10 +222,19 @@ def main() -> None:
 
     peer = Variant("peer")
     variants = [
-        Variant(f"ours pruner={p} tracking={t}" + (f" max_bin={b}" if b else ""), p, t, b or None)
+        Variant(
+            f"ours pruner={p} tracking={t}"
+            + (f" max_bin={b}" if b else "")
+            + (f" report_every={r}" if r >= 0 else ""),
+            p,
+            t,
+            b or None,
+            r if r >= 0 else None,
+        )
         for p in args.pruner
         for t in args.tracking
         for b in args.max_bin
+        for r in args.report_every
     ]
     everything = [*variants, peer]
     _preload()

@@ -4,6 +4,10 @@ Stopping on the fold being scored would pick the number of rounds that
 suits that fold and report an optimistic score; the inner split keeps the
 scored fold unseen. The chosen number of rounds is returned as ``n_rounds``
 and the final refit uses the folds' mean, scaled up for the larger data.
+
+With ``report_every`` set, the study's metric on the inner split is reported
+to the pruner every that many rounds, so a hopeless trial stops inside its
+first fold instead of after it (the harness numbers the steps across folds).
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ class XGBoostObjective(Objective):
     # round cheaper: 64 measured 2.2x less CPU than 256 at the same AP on 20k x 40 rows.
     max_bin: int | None = None
     nthread: int = 0  # 0: the threads the CV harness gives each fold
+    # Rounds between reports to the pruner (None: the harness prunes after whole folds).
+    report_every: int | None = None
     flavor: str = "xgboost"
+
+    def max_steps(self, params: dict[str, Any]) -> int | None:
+        """Reports per fold when ``report_every`` is set: one per that many rounds."""
+        if not self.report_every:
+            return None
+        return -(-self.max_rounds // self.report_every)
 
     def booster_params(
         self, params: dict[str, Any], n_classes: int, seed: int, threads: int = 0
@@ -65,6 +77,9 @@ class XGBoostObjective(Objective):
         dfit = xgb.DMatrix(X_fit, label=y_fit)
         dstop = xgb.DMatrix(X_stop, label=y_stop)
         history: dict[str, dict[str, list[float]]] = {}
+        reports = None
+        if report is not None and self.report_every and fold.metric is not None:
+            reports = _Reports(report, self.report_every, dstop, y_stop, fold.metric)
         booster = xgb.train(
             self.booster_params(params, fold.n_classes, fold.seed, fold.threads),
             dfit,
@@ -73,10 +88,12 @@ class XGBoostObjective(Objective):
             early_stopping_rounds=self.early_stopping_rounds,
             evals_result=history,
             verbose_eval=False,
-            callbacks=[_StopWhen(fold.stopped)],
+            callbacks=[_StopWhen(fold.stopped), *([reports] if reports else [])],
         )
         # Early stopping's best round; absent when boosting was stopped before it kept one.
         n_rounds = getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1) + 1
+        if reports is not None:
+            reports.finish(booster, self.max_steps(params) or 1)
         scores = booster.predict(xgb.DMatrix(fold.X_valid), iteration_range=(0, n_rounds))
         curve = next(iter(history["stop"].values()))
         return FoldOutput(scores, {"n_rounds": float(n_rounds)}, {"inner_valid_loss": curve})
@@ -111,3 +128,49 @@ class _StopWhen(xgb.callback.TrainingCallback):
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
         return self.stopped()
+
+
+class _Reports(xgb.callback.TrainingCallback):
+    """Every ``every`` rounds, the study metric of the best model so far on the inner split.
+
+    "Best so far" is the round early stopping would return (lowest inner loss),
+    the same model the fold ends with, so a report means the same thing at
+    every step. Round r is step ceil(r / every) - 1.
+    """
+
+    def __init__(
+        self,
+        report: Reporter,
+        every: int,
+        dstop: xgb.DMatrix,
+        y_stop: np.ndarray,
+        metric: Callable[[np.ndarray, np.ndarray], float],
+    ) -> None:
+        super().__init__()
+        self.report, self.every, self.dstop, self.y_stop = report, every, dstop, y_stop
+        self.metric = metric
+        self.pruned = False
+        self.last_step = -1
+        self.scored: tuple[int, float] = (0, float("nan"))  # (rounds, value), kept between reports
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        rounds = epoch + 1
+        if rounds % self.every:
+            return False
+        losses = next(iter(evals_log["stop"].values()))
+        best = int(np.argmin(losses)) + 1
+        return self._report(model, rounds // self.every - 1, best)
+
+    def finish(self, booster: xgb.Booster, max_steps: int) -> None:
+        """The last step's report: the model the fold returns, so every fold spans all steps."""
+        if not self.pruned and self.last_step < max_steps - 1:
+            best = getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1) + 1
+            self._report(booster, max_steps - 1, best)
+
+    def _report(self, model: xgb.Booster, step: int, rounds: int) -> bool:
+        if self.scored[0] != rounds:
+            scores = model.predict(self.dstop, iteration_range=(0, rounds))
+            self.scored = (rounds, self.metric(self.y_stop, scores))
+        self.last_step = step
+        self.pruned = self.report(step, self.scored[1])
+        return self.pruned

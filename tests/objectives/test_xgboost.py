@@ -180,3 +180,57 @@ def test_the_fit_uses_the_threads_the_harness_gives(monkeypatch):
     data.threads = 3
     XGBoostObjective().fit_predict(PARAMS, data)
     assert seen == [3]
+
+
+def reporting(every=10, max_rounds=MAX_ROUNDS, early_stopping_rounds=50):
+    return XGBoostObjective(
+        max_rounds=max_rounds,
+        early_stopping_rounds=early_stopping_rounds,
+        nthread=1,
+        report_every=every,
+    )
+
+
+def test_without_report_every_the_harness_prunes_after_whole_folds():
+    assert objective().max_steps(PARAMS) is None
+    assert reporting(every=15).max_steps(PARAMS) == 3  # rounds 15, 30, 40
+
+
+def test_reports_the_study_metric_of_the_best_round_every_n_rounds():
+    from sklearn.metrics import average_precision_score
+
+    data, _ = fold()
+    data.metric = average_precision_score
+    reports = []
+    out = reporting(every=15).fit_predict(
+        PARAMS, data, lambda step, value: reports.append((step, value)) or False
+    )
+    assert [step for step, _ in reports] == [0, 1, 2]
+    assert all(0 < value <= 1 for _, value in reports)
+    # the last report scores the model the fold returns (early stopping's best round)
+    assert out.info["n_rounds"] <= MAX_ROUNDS
+
+
+def test_an_early_stopped_fold_still_ends_at_the_last_step():
+    data, _ = fold()
+    data.metric = lambda y, s: float(np.mean((s >= 0.5) == y))
+    steps = []
+    objective = reporting(every=2, max_rounds=400, early_stopping_rounds=3)
+    out = objective.fit_predict(PARAMS, data, lambda step, value: steps.append(step) or False)
+    assert out.info["n_rounds"] < 400, "early stopping should end this fold before 400 rounds"
+    assert steps[-1] == objective.max_steps(PARAMS) - 1 == 199
+    assert steps[:-1] == list(range(len(steps) - 1))
+
+
+def test_a_pruned_report_ends_boosting_at_once():
+    data, _ = fold()
+    data.metric = lambda y, s: 0.5
+    steps = []
+
+    def prune_at_second(step, value):
+        steps.append(step)
+        return step == 1
+
+    out = reporting(every=5).fit_predict(PARAMS, data, prune_at_second)
+    assert steps == [0, 1], "no report after the pruner said stop"
+    assert len(out.curves["inner_valid_loss"]) == 10
