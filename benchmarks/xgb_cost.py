@@ -1,6 +1,6 @@
 """XGBoost study cost: hpo's xgb_imbalanced_ap study against plain Optuna + cross_val_score.
 
-    python -m benchmarks.xgb_cost                          # 20 trials, median pruner, tracking on
+    python -m benchmarks.xgb_cost                          # 30 trials, median pruner, tracking on
     python -m benchmarks.xgb_cost --pruner median none     # what fold-level pruning saves
     python -m benchmarks.xgb_cost --tracking on off        # what MLflow tracking costs
     python -m benchmarks.xgb_cost --max-bin 0 256          # the study's 64 bins against 256
@@ -58,6 +58,7 @@ class Variant:
     tracking: str | None = None
     max_bin: int | None = None  # None: the study's own setting
     report_every: int | None = None  # None: the study's own setting; 0: fold-level pruning
+    extra: tuple[str, ...] = ()  # more Hydra overrides (--set)
 
     @property
     def ours(self) -> bool:
@@ -89,8 +90,8 @@ def ours_overrides(v: Variant) -> list[str]:
     if v.max_bin is not None:
         overrides.append(f"study.objective.max_bin={v.max_bin}")
     if v.report_every is not None:
-        overrides.append(f"study.objective.report_every={v.report_every or 'null'}")
-    return overrides
+        overrides.append(f"++study.objective.report_every={v.report_every or 'null'}")
+    return overrides + list(v.extra)
 
 
 def run_ours(v: Variant, n_trials: int) -> Outcome:
@@ -177,7 +178,7 @@ def _preload() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20, help="trials per study (20)")
+    parser.add_argument("--trials", type=int, default=30, help="trials per study (30, the study's)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats (1)")
     parser.add_argument(
         "--pruner",
@@ -215,6 +216,13 @@ def main() -> None:
         help="our boosting rounds between pruner reports: -1 keeps the study's, 0 prunes "
         "after whole folds only",
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="OVERRIDE",
+        help="more Hydra overrides for ours, e.g. pruner.min_resource=4",
+    )
     args = parser.parse_args()
     if args.trials < 1 or args.repeats < 1:
         parser.error("--trials and --repeats must be >= 1")
@@ -225,11 +233,13 @@ def main() -> None:
         Variant(
             f"ours pruner={p} tracking={t}"
             + (f" max_bin={b}" if b else "")
-            + (f" report_every={r}" if r >= 0 else ""),
+            + (f" report_every={r}" if r >= 0 else "")
+            + "".join(f" {o}" for o in args.set),
             p,
             t,
             b or None,
             r if r >= 0 else None,
+            tuple(args.set),
         )
         for p in args.pruner
         for t in args.tracking

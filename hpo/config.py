@@ -101,7 +101,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     cv: CVConfig | None = None
     seed: int = 0
-    n_jobs: int = 0  # folds evaluated side by side; 0: one per core
+    n_jobs: int = 0  # folds evaluated side by side; 0: the fewest waves that fill every core
     progress: bool = True
     workers: int = 1  # local worker processes on the study (hpo/workers.py)
     finish: bool = True  # false: run trials only; whoever finishes writes summary, plots, model

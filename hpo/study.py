@@ -32,7 +32,14 @@ from tqdm import tqdm
 
 from hpo import pareto, report
 from hpo.config import ExtraObjective, StudyConfig, effective_cv
-from hpo.cv import CVResult, Folds, FoldsPruned, cross_validate, make_folds
+from hpo.cv import (
+    CVResult,
+    Folds,
+    FoldsPruned,
+    cross_validate,
+    folds_side_by_side,
+    make_folds,
+)
 from hpo.data import Dataset, load_data
 from hpo.errors import UserError
 from hpo.metrics import Metric, get_metric
@@ -119,11 +126,12 @@ def make_plan(cfg: DictConfig) -> Plan:
         )
     cv = effective_cv(cfg)
     data = load_data(spec.data, objective.task, int(cfg.seed))  # type: ignore[arg-type]
+    folds = make_folds(cv, data)
     return Plan(
         spec,
         objective,
         data,
-        make_folds(cv, data),
+        folds,
         metric,
         direction,
         space,
@@ -133,7 +141,7 @@ def make_plan(cfg: DictConfig) -> Plan:
         budget,
         cv.scheme == "loo",
         int(cfg.seed),
-        int(cfg.n_jobs) or os.cpu_count() or 1,
+        int(cfg.n_jobs) or folds_side_by_side(len(folds), os.cpu_count() or 1),
         float(cfg.storage.outage_limit),
         (lambda number: trial_sampler(cfg.sampler, space, number)) if kind in RESEEDED else None,
         extra,

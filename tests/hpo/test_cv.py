@@ -7,7 +7,14 @@ import pytest
 from sklearn import model_selection as ms
 
 from hpo.config import CVConfig
-from hpo.cv import SCHEMES, FoldsPruned, cross_validate, make_folds, make_splitter
+from hpo.cv import (
+    SCHEMES,
+    FoldsPruned,
+    cross_validate,
+    folds_side_by_side,
+    make_folds,
+    make_splitter,
+)
 from hpo.data import Dataset
 from hpo.errors import UserError
 from hpo.metrics import get_metric
@@ -439,3 +446,14 @@ def test_a_short_last_wave_gets_every_core(monkeypatch):
     folds = _kfold(data, n_splits=5)
     cross_validate(objective, {}, data, folds, get_metric("rmse"), seed=0, n_jobs=2)
     assert sorted(seen) == [2, 2, 2, 2, 4]  # 5 folds: two waves of two, then one alone
+
+
+@pytest.mark.parametrize(
+    ("n_folds", "cores", "expected"),
+    [(5, 2, 3), (10, 2, 2), (3, 2, 3), (1, 2, 1), (4, 2, 2), (5, 1, 1), (5, 8, 5), (7, 3, 4)],
+)
+def test_default_folds_side_by_side_leave_no_lone_last_wave(n_folds, cores, expected):
+    side = folds_side_by_side(n_folds, cores)
+    assert side == expected
+    waves = -(-n_folds // side)
+    assert waves <= max(1, n_folds // cores), "no more waves than the cores make necessary"
