@@ -476,20 +476,29 @@ def _tell(
     result: CVResult | None,
     values: list[float],
 ) -> None:
-    """Store the trial's CV facts in one user attr, then its final state (once: safe to retry)."""
-    if study._storage.get_trial(trial._trial_id).state.is_finished():
-        return  # told before the connection dropped, or failed as stale meanwhile
-    if result is not None:
-        cv = {"std": result.std, "fold_values": result.fold_values, "info": result.info}
-        trial.set_user_attr(CV_ATTR, cv)
+    """Store the trial's CV facts in one user attr, then its final state (once: safe to retry).
+
+    A trial already finished (told before the connection dropped, or failed as
+    stale meanwhile) is left as it is; that is found out from the write that
+    refuses it rather than by reading the trial first, a round trip per trial.
+    """
+    try:
+        if result is not None:
+            cv = {"std": result.std, "fold_values": result.fold_values, "info": result.info}
+            trial.set_user_attr(CV_ATTR, cv)
+        if record.state == "FAIL":
+            trial.set_user_attr("fail_reason", record.tags["hpo.fail_reason"])
+    except RuntimeError:  # Optuna: "Trial#N has already finished and can not be updated"
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            return
+        raise
     if record.state == "FAIL":
-        trial.set_user_attr("fail_reason", record.tags["hpo.fail_reason"])
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     elif record.state == "PRUNED":
-        study.tell(trial, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     else:
         assert result is not None
-        study.tell(trial, values)
+        study.tell(trial, values, skip_if_finished=True)
 
 
 def _record(
@@ -596,10 +605,7 @@ def _progress(cfg: DictConfig, plan: Plan, study: optuna.Study) -> tqdm:
 def _show(bar: tqdm, study: optuna.Study, record: TrialRecord, plan: Plan) -> None:
     value = record.metrics.get(plan.spec.metric)
     shown = f"{value:.4f}" if value is not None else "-"
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    values = [t.values[0] for t in complete if t.values]
-    pick = max if plan.direction == "maximize" else min
-    best = f"{pick(values):.4f}" if values else "-"
+    best = _best_value(study, plan.direction)
     if record.state != "FAIL":
         bar.update(1)
     bar.set_postfix_str(f"best {plan.spec.metric}={best}")
@@ -607,6 +613,22 @@ def _show(bar: tqdm, study: optuna.Study, record: TrialRecord, plan: Plan) -> No
         log.info(
             "trial %d %s %s=%s best=%s", record.number, record.state, plan.spec.metric, shown, best
         )
+
+
+def _best_value(study: optuna.Study, direction: str) -> str:
+    """The best value so far, formatted: one query (get_best_trial), not every trial read back.
+
+    A multi-objective study has no best trial: the best of its first objective.
+    """
+    if len(study.directions) == 1:
+        try:
+            return f"{study.best_value:.4f}"
+        except ValueError:  # no complete trial yet
+            return "-"
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = [t.values[0] for t in complete if t.values]
+    pick = max if direction == "maximize" else min
+    return f"{pick(values):.4f}" if values else "-"
 
 
 def finish(

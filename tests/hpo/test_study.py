@@ -191,3 +191,43 @@ def test_untracked_run_needs_no_mlflow(make_cfg) -> None:
     summary = run(cfg)
     assert summary.counts["COMPLETE"] == 2
     assert "mlflow" not in summary.where
+
+
+@pytest.mark.parametrize("outcome", ["COMPLETE", "PRUNED", "FAIL"])
+def test_telling_a_trial_another_worker_already_failed_leaves_it_failed(tmp_path, outcome) -> None:
+    """The watchdog elsewhere failed it (stale heartbeat): our late tell must not raise or undo."""
+    from hpo.cv import CVResult
+    from hpo.study import _tell
+    from hpo.tracking import TrialRecord
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j"))
+    )
+    study = optuna.create_study(storage=storage, direction="maximize")
+    trial = study.ask()
+    trial.report(0.5, 0)
+    elsewhere = optuna.load_study(study_name=study.study_name, storage=storage)
+    elsewhere.tell(trial.number, state=TrialState.FAIL)
+
+    result = CVResult(0.9, 0.0, [0.9])
+    tags = {"hpo.fail_reason": "boom"} if outcome == "FAIL" else {}
+    _tell(study, trial, TrialRecord(trial.number, outcome, {}, tags=tags), result, [0.9])
+
+    stored = study.trials[0]
+    assert stored.state == TrialState.FAIL
+    assert "cv" not in stored.user_attrs
+
+
+def test_telling_twice_keeps_the_first_outcome(tmp_path) -> None:
+    """A retried tell after a dropped connection: the second is a no-op, not an error."""
+    from hpo.cv import CVResult
+    from hpo.study import _tell
+    from hpo.tracking import TrialRecord
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    record = TrialRecord(trial.number, "COMPLETE", {})
+    _tell(study, trial, record, CVResult(0.9, 0.0, [0.9]), [0.9])
+    _tell(study, trial, record, CVResult(0.9, 0.0, [0.9]), [0.9])
+    assert study.trials[0].state == TrialState.COMPLETE
+    assert study.trials[0].value == 0.9
