@@ -41,17 +41,10 @@ _failures: list[BaseException] = []
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _run(cfg: DictConfig) -> None:
     """One job. Errors are kept for main(): Hydra would print the overrides, secrets included."""
-    from hpo.schedule import run_scheduled
-    from hpo.study import run
-    from hpo.workers import fan_out
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summary: Summary | None
     try:
-        if cfg.schedule.kind != "none":
-            summary = run_scheduled(cfg)  # hpo/schedule: nightly
-        else:
-            summary = fan_out(cfg) if cfg.workers > 1 else run(cfg)
+        summary = _job(cfg)
     except (Exception, KeyboardInterrupt, SystemExit) as err:
         if isinstance(err, Exception) and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # a launcher job, maybe in another process: Hydra's sweeper hands it to main()
@@ -59,6 +52,21 @@ def _run(cfg: DictConfig) -> None:
         return
     if summary is not None:
         print(summary.text(), flush=True)
+
+
+def _job(cfg: DictConfig) -> Summary | None:
+    """The study, nightly or as N workers; imports only what that job needs (worker start-up)."""
+    if cfg.schedule.kind != "none":
+        from hpo.schedule import run_scheduled
+
+        return run_scheduled(cfg)
+    if cfg.workers > 1:
+        from hpo.workers import fan_out
+
+        return fan_out(cfg)
+    from hpo.study import run
+
+    return run(cfg)
 
 
 def _terminate(signum: int, frame: Any) -> NoReturn:

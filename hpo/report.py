@@ -16,12 +16,15 @@ from hpo import pareto
 
 log = logging.getLogger(__name__)
 
-PLOTS: dict[str, Callable[[optuna.Study], Any]] = {
-    "optimization_history": optuna.visualization.plot_optimization_history,
-    "param_importances": optuna.visualization.plot_param_importances,
-    "parallel_coordinate": optuna.visualization.plot_parallel_coordinate,
-    "slice": optuna.visualization.plot_slice,
-}
+# optuna.visualization.plot_<name>, looked up when plotting: importing it pulls in
+# matplotlib (0.4 s), which every worker would pay at start-up for plots it never draws.
+PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "slice")
+
+
+def _plots() -> dict[str, Callable[[optuna.Study], Any]]:
+    import optuna.visualization as vis
+
+    return {name: getattr(vis, f"plot_{name}") for name in PLOTS}
 
 
 @dataclass
@@ -96,7 +99,7 @@ def plots(study: optuna.Study, summary: Summary | None = None) -> Iterator[tuple
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
         return
-    named = PLOTS
+    named = _plots()
     if summary is not None and summary.extra:
         named = pareto.plots(summary.metric, summary.extra, summary.direction)
     for name, plot in named.items():
