@@ -37,9 +37,10 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.__main__ import _composition_error, _fail, _missing_option
 from hpo.config import CONF_DIR, Config, register_configs
 from hpo.errors import UserError
+from hpo.records import PARENT_ATTR, RUN_ATTR
 from hpo.secrets import hide_secrets
 from hpo.storage import display_url, mask, open_storage
-from hpo.tracking import PARENT_ATTR, RUN_ATTR, check_server
+from hpo.tracking import check_server
 
 ORPHAN = "hpo.orphan"  # a surplus run, kept but marked: the reason
 STATUSES = {  # Optuna state -> the MLflow statuses and hpo.state tags that agree with it

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import optuna
@@ -44,6 +44,7 @@ from hpo.data import Dataset, load_data
 from hpo.errors import UserError
 from hpo.metrics import Metric, get_metric
 from hpo.pruning import StepReports
+from hpo.records import PARENT_ATTR, RUN_ATTR, TrialRecord
 from hpo.samplers import (
     RESEEDED,
     build_pruner,
@@ -62,8 +63,10 @@ from hpo.storage import (
     retrying,
     study_lock,
 )
-from hpo.tracking import PARENT_ATTR, RUN_ATTR, Tracker, TrialRecord, log_model
 from objectives.base import Objective
+
+if TYPE_CHECKING:
+    from hpo.tracking import Tracker
 
 log = logging.getLogger(__name__)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -530,9 +533,7 @@ def run(cfg: DictConfig, plan: Plan | None = None) -> report.Summary | None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     plan = plan or make_plan(cfg)
     storage = open_storage(cfg.storage)
-    tracker = (
-        Tracker(cfg.tracking, plan.spec.name, plan.sampler_kind) if cfg.tracking.enabled else None
-    )
+    tracker = _tracker(cfg, plan)
     failures = 0
     try:
         study = retrying(
@@ -663,8 +664,19 @@ def finish(
     return summary
 
 
+def _tracker(cfg: DictConfig, plan: Plan) -> Tracker | None:
+    """The MLflow tracker, imported only when tracking is on (a worker without it starts faster)."""
+    if not cfg.tracking.enabled:
+        return None
+    from hpo.tracking import Tracker
+
+    return Tracker(cfg.tracking, plan.spec.name, plan.sampler_kind)
+
+
 def _log_best_model(plan: Plan, best: optuna.trial.FrozenTrial, tracker: Tracker) -> None:
     """Refit and log ``best``: the best trial, or the front's best by the study metric."""
+    from hpo.tracking import log_model
+
     data = plan.data
     model = plan.objective.refit(
         best.params,

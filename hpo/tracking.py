@@ -15,7 +15,6 @@ import re
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +24,13 @@ from mlflow.tracking import MlflowClient
 
 from hpo.config import TrackingConfig
 from hpo.errors import UserError
+from hpo.records import TrialRecord
 from hpo.run_writer import make_writer
 from hpo.storage import init_lock, mask
 
-PARENT_ATTR = "mlflow_parent_run_id"
-RUN_ATTR = "mlflow_run_id"
 # Against a tracking server MLflow prints "View run ... at: URL" to stdout on every
 # set_terminated (after one more get_run): noise in the results, and a request per trial.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-
-
-@dataclass
-class TrialRecord:
-    """What the runner measured in one trial, ready to log."""
-
-    number: int
-    state: str  # COMPLETE, PRUNED, FAIL
-    params: Mapping[str, Any]
-    metrics: dict[str, float] = field(default_factory=dict)
-    series: dict[str, list[float]] = field(default_factory=dict)  # step metrics
-    tags: dict[str, str] = field(default_factory=dict)
-    oof: tuple[str, Any, Any] | None = None  # (task, y_true, scores): scored by the writer
 
 
 class Tracker:

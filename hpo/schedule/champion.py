@@ -29,8 +29,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hpo.cv import cross_validate
+from hpo.records import PARENT_ATTR
 from hpo.study import CV_ATTR, Plan
-from hpo.tracking import PARENT_ATTR
 
 log = logging.getLogger(__name__)
 PREFIX = "hpo.champion."

@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from hpo import report
 from hpo.errors import UserError
+from hpo.records import PARENT_ATTR
 from hpo.schedule import history
 from hpo.schedule.champion import Decision, challenge
 from hpo.schedule.ledger import FINGERPRINT_TAG, Ledger
@@ -34,7 +35,7 @@ from hpo.schedule.names import dated, night_of
 from hpo.schedule.warm_start import warm_start
 from hpo.storage import init_lock, mask, open_storage
 from hpo.study import make_plan, run
-from hpo.tracking import PARENT_ATTR, _default_artifacts
+from hpo.tracking import _default_artifacts
 
 log = logging.getLogger(__name__)
 REPORT = "nightly/report.html"

@@ -17,9 +17,9 @@ from optuna.trial import TrialState, create_trial
 
 from hpo.check import ORPHAN, Mismatch, check, open_check
 from hpo.errors import UserError
+from hpo.records import PARENT_ATTR, RUN_ATTR
 from hpo.storage import open_storage
 from hpo.study import run
-from hpo.tracking import PARENT_ATTR, RUN_ATTR
 
 REPO = Path(__file__).parents[2]
 # a grid of two points, one of which fails: COMPLETE and FAIL trials (a failed point is retried)

@@ -33,6 +33,7 @@ from sklearn.datasets import load_breast_cancer
 
 from hpo.config import CONF_DIR, StorageConfig
 from hpo.errors import UserError
+from hpo.records import PARENT_ATTR
 from hpo.report import Summary
 from hpo.schedule import run_scheduled
 from hpo.schedule.lock import AlreadyRunning, night_lock
@@ -40,7 +41,6 @@ from hpo.schedule.names import night_of
 from hpo.schedule.warm_start import misfit
 from hpo.space import parse_space
 from hpo.storage import open_storage
-from hpo.tracking import PARENT_ATTR
 
 REPO = Path(__file__).parents[2]
 PG_URL = os.environ.get("HPO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -11,9 +11,9 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from hpo.errors import UserError
+from hpo.records import PARENT_ATTR, RUN_ATTR
 from hpo.storage import open_storage
 from hpo.study import run
-from hpo.tracking import PARENT_ATTR, RUN_ATTR
 
 FAST_XGB = ["study.objective.max_rounds=20", "study.objective.early_stopping_rounds=5"]
 STUDIES = {"xgb_f1": "f1", "xgb_imbalanced_ap": "average_precision", "xgb_rmse": "rmse"}
@@ -197,8 +197,8 @@ def test_untracked_run_needs_no_mlflow(make_cfg) -> None:
 def test_telling_a_trial_another_worker_already_failed_leaves_it_failed(tmp_path, outcome) -> None:
     """The watchdog elsewhere failed it (stale heartbeat): our late tell must not raise or undo."""
     from hpo.cv import CVResult
+    from hpo.records import TrialRecord
     from hpo.study import _tell
-    from hpo.tracking import TrialRecord
 
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "j"))
@@ -221,8 +221,8 @@ def test_telling_a_trial_another_worker_already_failed_leaves_it_failed(tmp_path
 def test_telling_twice_keeps_the_first_outcome(tmp_path) -> None:
     """A retried tell after a dropped connection: the second is a no-op, not an error."""
     from hpo.cv import CVResult
+    from hpo.records import TrialRecord
     from hpo.study import _tell
-    from hpo.tracking import TrialRecord
 
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
