@@ -104,7 +104,10 @@ def challenge(
     parent_id = study.user_attrs[PARENT_ATTR]
     parent = client.get_run(parent_id).data.tags
     if parent.get(PREFIX + "trial") == str(best.number):
-        return Decision.from_tags(parent)
+        decision = Decision.from_tags(parent)
+        if decision.promoted:  # the alias is set last: a night cut off just before it sets it now
+            _promote(client, model_name, alias, decision.version)
+        return decision
     if parent.get("hpo.model_trial") != str(best.number):
         raise RuntimeError(f"the parent run has no refit model of trial {best.number}")
     folds = [float(v) for v in best.user_attrs[CV_ATTR]["fold_values"]]
@@ -114,7 +117,9 @@ def challenge(
     champion = _holder(client, model_name, alias)
     if champion is not None:
         _compare(plan, champion, folds, decision)
-    version = client.create_model_version(
+    version = _registered(
+        client, model_name, parent_id, best.number
+    ) or client.create_model_version(
         model_name,
         source=parent["hpo.model_uri"],
         run_id=parent_id,
@@ -124,16 +129,33 @@ def challenge(
             "hpo.trial": str(best.number),
             PARAMS_TAG: json.dumps(best.params, sort_keys=True),
             "hpo.value": repr(decision.challenger_value),
-            "hpo.decision": decision.outcome,
         },
     )
     decision.version = str(version.version)
+    client.set_model_version_tag(model_name, version.version, "hpo.decision", decision.outcome)
     client.set_registered_model_alias(model_name, "challenger", version.version)
-    if decision.promoted:
-        client.set_registered_model_alias(model_name, alias, version.version)
     _record(client, parent_id, decision, version_tags.get("hpo.night", ""))
+    if decision.promoted:  # last: a night that fails before here leaves the champion as it was
+        _promote(client, model_name, alias, decision.version)
     log.info("%s: %s", model_name, decision.line())
     return decision
+
+
+def _registered(
+    client: MlflowClient, model_name: str, run_id: str, trial: int
+) -> ModelVersion | None:
+    """The version an earlier, interrupted try of this night registered for the same trial."""
+    for version in client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'"):
+        if version.tags.get("hpo.trial") == str(trial):
+            return version
+    return None
+
+
+def _promote(client: MlflowClient, model_name: str, alias: str, version: str) -> None:
+    """Give ``alias`` to ``version`` unless a later night's version already holds it."""
+    holder = _holder(client, model_name, alias)
+    if holder is None or int(holder.version) <= int(version):
+        client.set_registered_model_alias(model_name, alias, version)
 
 
 def _compare(plan: Plan, champion: ModelVersion, folds: list[float], decision: Decision) -> None:

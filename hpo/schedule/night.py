@@ -158,8 +158,21 @@ def _tag_parent(
 
 
 def _data_change(ledger: Ledger, night: str, fingerprint: str) -> str | None:
-    """A note when the data differ from the latest earlier night's."""
-    earlier = [n for n in ledger.nights() if n.date < night and n.fingerprint]
+    """A note when the data differ from the latest earlier night's.
+
+    Data that changed between two tries of the same night are refused: the
+    night's trials so far were scored on the old data, and a study mixing the
+    two would compare incomparable values.
+    """
+    nights = ledger.nights()
+    tonight = [n.fingerprint for n in nights if n.date == night and n.fingerprint]
+    if tonight and tonight[0] != fingerprint:
+        raise UserError(
+            f"the data changed since night {night} started (fingerprint {tonight[0]} -> "
+            f"{fingerprint}): its trials were scored on the old data; restore them, or run "
+            "the new data as another night (schedule.date=YYYY-MM-DD)"
+        )
+    earlier = [n for n in nights if n.date < night and n.fingerprint]
     if not earlier or earlier[-1].fingerprint == fingerprint:
         return None
     last = earlier[-1]

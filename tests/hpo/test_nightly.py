@@ -9,6 +9,7 @@ the lock.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import logging
@@ -298,6 +299,52 @@ def test_the_report_charts_every_night_promotions_and_failures(nights: Nights) -
     assert "Failed nights: none" in tonight
 
 
+def test_a_gain_below_min_improvement_keeps_the_champion_and_a_cut_off_promotion_is_finished(
+    tmp_path: Path, mlflow_uri: str
+) -> None:
+    """On Optuna's SQLite storage: better, but by less than schedule.min_improvement: kept.
+
+    Then a night whose promotion was cut off (its decision recorded, the alias not yet moved)
+    is run again: the alias moves, and no second version is registered.
+    """
+    found = Nights(f"sqlite_{uuid.uuid4().hex[:8]}", str(tmp_path / "unused.journal"), mlflow_uri)
+    write_data(tmp_path / "data.csv")
+    on_sqlite = (f"storage.url=sqlite:///{tmp_path}/optuna.db", "study.n_trials=1")
+    worst, best = (
+        ("study.space.x.low=0.9", "study.space.x.high=0.9"),
+        (
+            "study.space.x.low=0.0",
+            "study.space.x.high=0.0",
+        ),
+    )
+    run_scheduled(compose_cfg(found, "2024-07-01", *on_sqlite, *worst))
+    run_scheduled(
+        compose_cfg(found, "2024-07-02", *on_sqlite, *best, "schedule.min_improvement=10")
+    )
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    second = optuna.load_study(study_name=f"{found.base}-2024-07-02", storage=storage)
+    tags = found.client.get_run(second.user_attrs[PARENT_ATTR]).data.tags
+    assert float(tags["hpo.champion.diff_mean"]) > 0, "x = 0 beats x = 0.9"
+    assert tags["hpo.champion.decision"] == "kept"
+    assert "(needs > 0 and >= 10)" in tags["hpo.champion.summary"]
+    assert str(found.champion().version) == "1"
+
+    def night_three() -> DictConfig:
+        return compose_cfg(found, "2024-07-03", *on_sqlite, *best)
+
+    run_scheduled(night_three())
+    assert str(found.champion().version) == "3"
+    found.client.set_registered_model_alias(found.base, "champion", "1")  # as if cut off
+    run_scheduled(night_three())
+    assert str(found.champion().version) == "3", "the rerun finished the promotion"
+    assert len(found.client.search_model_versions(f"name='{found.base}'")) == 3
+
+    write_data(tmp_path / "data.csv", drop=30)
+    with pytest.raises(UserError, match="the data changed since night 2024-07-03 started"):
+        run_scheduled(night_three())
+    assert str(found.champion().version) == "3"
+
+
 # --- pieces, without a night -------------------------------------------------------------------
 
 
@@ -319,6 +366,8 @@ def test_misfit_names_the_parameter() -> None:
 
 def test_a_bad_date_or_several_workers_is_a_user_error(make_cfg) -> None:
     assert night_of("2024-02-29") == "2024-02-29"
+    utc_days = {(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=s)).date() for s in (-1, 1)}
+    assert dt.date.fromisoformat(night_of(None)) in utc_days, "no date: today in UTC"
     with pytest.raises(UserError, match="schedule=nightly runs in one process"):
         run_scheduled(make_cfg("schedule=nightly", "workers=2"))
     with pytest.raises(UserError, match=r"schedule\.date '2024-13-01' is not a date"):
