@@ -8,7 +8,8 @@ An objective that reports epochs (``Objective.max_steps`` is not None) is
 pruned on those reports instead: fold i's epoch e is step ``i * max_steps + e``,
 so a step means the same fold and epoch in every trial, each fold ends at its
 last step, and a pruner's resource (Hyperband's ``max_resource: auto``) is
-n_folds * max_epochs (max_epochs in holdout mode).
+n_folds * max_epochs (max_epochs in holdout mode). Folds side by side are
+judged in step order, as if they ran one after another (``_EpochReports``).
 """
 
 from __future__ import annotations
@@ -105,41 +106,63 @@ class FoldsPruned(optuna.TrialPruned):
 
 
 class _EpochReports:
-    """Numbers an objective's per-epoch reports across folds and remembers which fold was pruned.
+    """Numbers an objective's per-epoch reports across folds and judges them in step order.
 
-    Once one fold is pruned, every other fold's report answers "stop" at
-    once: folds running side by side in the same wave stop too. A report and
-    its question are one step under a lock: a pruner judges the trial's
-    highest step, so a fold asking after another fold's unjudged report would
-    be stopped for that fold's value, and named as the fold pruned.
+    Fold i's epoch e is step ``i * stride + e``, however many folds run side
+    by side, so a step means the same fold and epoch in every trial, on every
+    machine. The pruner judges a trial by its highest step, and rungs
+    (successive halving, Hyperband) are climbed in step order, so reports are
+    judged exactly as if the folds ran one after another: the lowest
+    unfinished fold's reports as they come, a later fold's held until every
+    earlier fold has ended, then judged in order. A hopeless trial still stops
+    inside its first fold, at once, with the folds beside it; the decisions do
+    not depend on which thread ran faster.
+
+    Once a report is judged "prune", every fold's next report answers "stop".
     """
 
     def __init__(self, should_prune: PruneCheck, stride: int) -> None:
         self.should_prune = should_prune
         self.stride = stride
-        self.last_step: dict[int, int] = {}  # fold -> last epoch it reported
-        self.pruned: int | None = None  # the fold the pruner stopped
+        self.held: dict[int, list[tuple[int, float]]] = {}  # fold -> reports not yet judged
+        self.ended: set[int] = set()  # folds whose fit returned or raised
+        self.judging = 0  # the fold whose reports are judged as they come
+        self.pruned: tuple[int, int] | None = None  # (fold, epoch) the pruner stopped
         self.lock = threading.Lock()
 
     def for_fold(self, index: int) -> Reporter:
         def report(step: int, value: float) -> bool:
             with self.lock:
-                if self.pruned is not None:
-                    return True
-                self.last_step[index] = step
-                if self.should_prune(index * self.stride + step, value):
-                    self.pruned = index
-                    return True
-                return False
+                if self.pruned is None:
+                    self.held.setdefault(index, []).append((step, value))
+                    self._judge()
+                return self.pruned is not None
 
         return report
+
+    def fold_ended(self, index: int) -> None:
+        """A fold's fit is over: the next fold's held reports can be judged."""
+        with self.lock:
+            self.ended.add(index)
+            self._judge()
+
+    def _judge(self) -> None:
+        while self.pruned is None:
+            fold = self.judging
+            for step, value in self.held.pop(fold, []):
+                if self.should_prune(fold * self.stride + step, value):
+                    self.pruned = (fold, step)
+                    return
+            if fold not in self.ended:
+                return
+            self.judging += 1
 
     def stop(self, result: CVResult) -> FoldsPruned:
         """The exception ending a trial pruned mid-fold, with the fold and epoch it stopped at."""
         assert self.pruned is not None
-        epoch = self.last_step[self.pruned] + 1
-        result.info |= {"pruned_fold": float(self.pruned), "pruned_epoch": float(epoch)}
-        return FoldsPruned(result, f"pruned at epoch {epoch} of fold {self.pruned}")
+        fold, step = self.pruned
+        result.info |= {"pruned_fold": float(fold), "pruned_epoch": float(step + 1)}
+        return FoldsPruned(result, f"pruned at epoch {step + 1} of fold {fold}")
 
 
 @dataclass
@@ -203,7 +226,12 @@ def cross_validate(
             metric,
             stop.is_set,
         )
-        return objective.fit_predict(params, fold, epochs.for_fold(index) if epochs else None)
+        if epochs is None:
+            return objective.fit_predict(params, fold)
+        try:
+            return objective.fit_predict(params, fold, epochs.for_fold(index))
+        finally:
+            epochs.fold_ended(index)
 
     with ThreadPoolExecutor(n_jobs) if n_jobs > 1 else _Inline() as pool:
         try:

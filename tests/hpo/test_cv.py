@@ -457,3 +457,91 @@ def test_default_folds_side_by_side_leave_no_lone_last_wave(n_folds, cores, expe
     assert side == expected
     waves = -(-n_folds // side)
     assert waves <= max(1, n_folds // cores), "no more waves than the cores make necessary"
+
+
+class EpochObjective(MeanObjective):
+    """Reports ``epochs`` steps per fold; the last fold of a wave runs fastest.
+
+    Fold i's epoch e reports the value ``i + e / 10``; fold i sleeps
+    ``(3 - i) * 5`` ms an epoch, so later folds finish first when folds run
+    side by side. Records the epochs each fold ran.
+    """
+
+    def __init__(self, epochs: int = 4):
+        super().__init__()
+        self.epochs = epochs
+        self.ran: dict[int, int] = {}
+
+    def max_steps(self, params):
+        return self.epochs
+
+    def fit_predict(self, params, fold, report=None):
+        index = fold.seed  # seed + fold index, seed 0
+        for epoch in range(self.epochs):
+            time.sleep((3 - index) * 0.005)
+            self.ran[index] = epoch + 1
+            if report is not None and report(epoch, index + epoch / 10):
+                break
+        return super().fit_predict(params, fold, report)
+
+
+def test_epoch_reports_of_side_by_side_folds_are_judged_in_step_order():
+    """As if the folds ran one after another: same steps, same values, same order."""
+    data = regression_data()
+    folds = _kfold(data, 3)
+    judged: dict[int, list[tuple[int, float]]] = {}
+    for n_jobs in (1, 3):
+        calls = judged.setdefault(n_jobs, [])
+        cross_validate(
+            EpochObjective(),
+            {},
+            data,
+            folds,
+            get_metric("rmse"),
+            seed=0,
+            should_prune=lambda s, v, calls=calls: calls.append((s, v)) or False,
+            n_jobs=n_jobs,
+        )
+    expected = [(i * 4 + e, pytest.approx(i + e / 10)) for i in range(3) for e in range(4)]
+    assert judged[1] == expected
+    assert judged[3] == expected, "fold 2 finished first, yet was judged last"
+
+
+def test_a_later_folds_report_prunes_at_its_own_step_and_names_its_fold():
+    """Pruned at fold 1's epoch 2 (step 6): fold 0's steps were all judged first."""
+    data = regression_data()
+    objective = EpochObjective()
+    with pytest.raises(FoldsPruned) as err:
+        cross_validate(
+            objective,
+            {},
+            data,
+            _kfold(data, 3),
+            get_metric("rmse"),
+            seed=0,
+            should_prune=lambda s, v: s >= 6,
+            n_jobs=3,
+        )
+    assert str(err.value) == "pruned at epoch 3 of fold 1"
+    info = err.value.result.info
+    assert (info["pruned_fold"], info["pruned_epoch"]) == (1, 3)
+    assert objective.ran[0] == 4, "fold 0 ran to its end: none of its steps prunes"
+
+
+def test_a_first_fold_report_that_prunes_stops_the_folds_beside_it():
+    data = regression_data()
+    objective = EpochObjective(epochs=50)
+    with pytest.raises(FoldsPruned) as err:
+        cross_validate(
+            objective,
+            {},
+            data,
+            _kfold(data, 3),
+            get_metric("rmse"),
+            seed=0,
+            should_prune=lambda s, v: s >= 1,
+            n_jobs=3,
+        )
+    assert str(err.value) == "pruned at epoch 2 of fold 0"
+    assert objective.ran[0] == 2
+    assert max(objective.ran.values()) < 50, "the folds beside it stopped early"

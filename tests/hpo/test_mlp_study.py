@@ -83,8 +83,8 @@ def test_a_pruner_that_always_prunes_stops_each_trial_at_its_first_epoch(make_cf
 def test_a_trial_pruned_in_its_second_fold_says_where_in_mlflow(make_cfg) -> None:
     """Step = fold * max_epochs + epoch - 1: step 4 is fold 1's second epoch (3 epochs a fold).
 
-    The two folds run side by side: whichever fold asks, the pruner judges the
-    highest step, so the fold named must be the one that reported it.
+    The two folds run side by side, and fold 1's reports are judged after fold 0's
+    three, in step order: the fold named is the one whose step was pruned.
     """
     prune_from_step_4 = [
         "pruner._target_=optuna.pruners.ThresholdPruner",
