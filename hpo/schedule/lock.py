@@ -104,7 +104,7 @@ def _pg_lock(url: str, study: str, night: str) -> Iterator[None]:
         url,
         poolclass=NullPool,
         isolation_level="AUTOCOMMIT",  # no transaction left open all night
-        connect_args={"connect_timeout": 10, "application_name": name},
+        connect_args={"connect_timeout": 10, "application_name": name, **SESSION_KEEPALIVE},
     )
     key = lock_key(study)
     try:
@@ -116,6 +116,8 @@ def _pg_lock(url: str, study: str, night: str) -> Iterator[None]:
             f"({mask(str(err).splitlines()[0])}): check storage.url and that the database is up"
         ) from None
     try:
+        if (connection.dialect.server_version_info or (0,)) >= (14,):
+            connection.execute(text("SET idle_session_timeout = 0"))
         locked = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
         if not locked:
             raise _refusal(study, _pg_holder(connection, key))
@@ -126,6 +128,17 @@ def _pg_lock(url: str, study: str, night: str) -> Iterator[None]:
     finally:
         connection.close()
         engine.dispose()
+
+
+# The lock lives as long as one idle session: TCP keepalives notice a vanished peer (either
+# side) in about a minute; the session is also exempted from a server-wide
+# idle_session_timeout (PostgreSQL 14+) that would end it, and free the lock, mid-night.
+SESSION_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def lock_key(study: str) -> int:
