@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
 import numpy as np
 import optuna
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from hpo.errors import UserError
@@ -41,6 +42,8 @@ def build_sampler(cfg: DictConfig, space: Space, warn: bool = True) -> optuna.sa
     extra: dict[str, Any] = {}
     if kind == "grid":
         extra["search_space"] = space.grid()
+    if kind == "cmaes":
+        _refuse_cmaes_restarts(cfg)
     if warn and kind == "cmaes" and not space.numeric_only:
         categorical = [
             p.name
@@ -54,6 +57,19 @@ def build_sampler(cfg: DictConfig, space: Space, warn: bool = True) -> optuna.sa
             ", ".join(categorical),
         )
     return _instantiate(cfg, "sampler", **extra)
+
+
+def _refuse_cmaes_restarts(cfg: DictConfig) -> None:
+    """Optuna >= 4.4 ignores restart_strategy and inc_popsize (a FutureWarning, no restarts)."""
+    strategy, inc = cfg.get("restart_strategy"), cfg.get("inc_popsize", -1)
+    if strategy is None and inc == -1:
+        return
+    key, value = ("restart_strategy", strategy) if strategy is not None else ("inc_popsize", inc)
+    raise UserError(
+        f"sampler.{key}={value}: Optuna >= 4.4 dropped CMA-ES restarts (IPOP/BIPOP) from "
+        "CmaEsSampler, which would silently run without them: remove it, and for a more "
+        "global search raise the population (e.g. sampler.popsize=32) or set sampler.lr_adapt=true"
+    )
 
 
 def trial_sampler(cfg: DictConfig, space: Space, number: int) -> optuna.samplers.BaseSampler:
@@ -81,11 +97,65 @@ def build_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
 
 
 def _instantiate(cfg: DictConfig, group: str, **extra: Any) -> Any:
+    options = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(options, dict)
+    target = str(options.get("_target_", ""))
+    _check_types(options, group)
     try:
         return instantiate(cfg, **extra)
     except Exception as err:
-        cause = err.__cause__ or err
+        cause = str(err.__cause__ or err).splitlines()[0]
+        named = [str(k) for k in options if k != "_target_" and str(k) in cause]
+        named = [k for k in named if not any(k != other and k in other for other in named)]
+        fix = (
+            "fix " + " or ".join(f"{group}.{k}" for k in named)
+            if named
+            else f"fix the {group}.* overrides (--cfg job)"
+        )
         raise UserError(
-            f"cannot build the {group} {OmegaConf.to_container(cfg)}: "
-            f"{str(cause).splitlines()[0]}; fix the {group}.* overrides"
+            f"cannot build the {group} {target.rsplit('.', 1)[-1]}: {cause}; {fix}"
         ) from None
+
+
+SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "None": (type(None),),
+}
+TYPE_NAMES = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+
+
+def _check_types(options: dict[Any, Any], group: str) -> None:
+    """Refuse an option whose value is not of the type the constructor declares.
+
+    Optuna's constructors take ``n_startup_trials='abc'`` without a word, and
+    every trial then fails on it; annotations naming only int, float, bool, str
+    and None are checked here, others (callables, samplers) are left to Optuna.
+    """
+    try:
+        parameters = inspect.signature(get_class(str(options.get("_target_")))).parameters
+    except Exception:
+        return  # no such class: instantiate names it
+    for key, value in options.items():
+        if key not in parameters:
+            continue  # instantiate refuses an unknown option by name
+        annotation = parameters[key].annotation
+        if isinstance(annotation, type):
+            annotation = annotation.__name__
+        if not isinstance(annotation, str):
+            continue
+        names = [part.strip() for part in annotation.split("|")]
+        if not all(name in SIMPLE_TYPES for name in names):
+            continue
+        allowed = tuple(t for name in names for t in SIMPLE_TYPES[name])
+        if isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed):
+            continue
+        wanted = " or ".join(
+            TYPE_NAMES.get(name, "null" if name == "None" else f"a {name}") for name in names
+        )
+        raise UserError(
+            f"{group}.{key}={value!r} is not {wanted}: set {group}.{key} to {wanted} "
+            f"(see --cfg job for the {group}'s options)"
+        )

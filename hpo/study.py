@@ -106,15 +106,17 @@ class Plan:
 def make_plan(cfg: DictConfig) -> Plan:
     spec: StudyConfig = OmegaConf.to_object(cfg.study)  # type: ignore[assignment]
     objective = _objective(cfg.study.objective)
+    space = parse_space(spec.space)
+    objective.validate(_space_values(space))  # fixed settings and the space's values
     metric = get_metric(spec.metric, objective.task)  # type: ignore[arg-type]
     direction = spec.direction or metric.direction
     if direction not in ("maximize", "minimize"):
         raise UserError(f"study.direction is '{direction}': use maximize or minimize")
     direction = cast(Literal["maximize", "minimize"], direction)
-    space = parse_space(spec.space)
     kind = sampler_kind(cfg.sampler)
     extra = pareto.extra_objectives(spec, kind)
     sampler = build_sampler(cfg.sampler, space)
+    pruner = pareto.without_pruning(extra, build_pruner(cfg.pruner))
     budget = spec.n_trials
     if kind == "grid":  # past the grid size the grid sampler would only repeat points
         budget = min(budget or math.inf, space.grid_size())  # type: ignore[assignment]
@@ -140,7 +142,7 @@ def make_plan(cfg: DictConfig) -> Plan:
         space,
         sampler,
         kind,
-        pareto.without_pruning(extra, build_pruner(cfg.pruner)),
+        pruner,
         budget,
         cv.scheme == "loo",
         int(cfg.seed),
@@ -149,6 +151,19 @@ def make_plan(cfg: DictConfig) -> Plan:
         (lambda number: trial_sampler(cfg.sampler, space, number)) if kind in RESEEDED else None,
         extra,
     )
+
+
+def _space_values(space: Space) -> dict[str, tuple[Any, ...]]:
+    """For Objective.validate: each parameter's choices, or its range's ends and grid values."""
+    values: dict[str, tuple[Any, ...]] = {}
+    for p in space.params:
+        d = p.distribution
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            listed: tuple[Any, ...] = tuple(d.choices)
+        else:
+            listed = (d.low, d.high, *(p.grid or ()))  # type: ignore[attr-defined]
+        values[p.name] = tuple(dict.fromkeys(listed))
+    return values
 
 
 def _objective(node: Any) -> Objective:

@@ -10,7 +10,7 @@ scikit-learn estimator, ``__init__`` (a dataclass here) only stores settings.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,17 @@ class Objective(ABC):
         self, params: dict[str, Any], fold: FoldData, report: Reporter | None = None
     ) -> FoldOutput:
         """Fit on ``fold.X_train``/``y_train`` and score ``fold.X_valid``."""
+
+    def validate(self, values: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """Refuse a setting the first trial would fail on, before it runs.
+
+        Raise ``hpo.errors.UserError`` naming the key (``study.objective.KEY``,
+        or ``study.space.NAME`` for ``values``) and the fix. ``values`` maps each
+        parameter of the study's space to values it can take (categorical
+        choices, a range's ends, grid values), checked where the objective can.
+        The default checks nothing.
+        """
+        return None
 
     def max_steps(self, params: dict[str, Any]) -> int | None:
         """The most steps ``report`` is called with in one fold (epochs), or None if never.

@@ -18,8 +18,9 @@ even when folds train side by side in threads.
 from __future__ import annotations
 
 import math
+import numbers
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -42,6 +43,7 @@ NORMS = ("none", "batch", "layer")
 INITS = ("auto", "he", "xavier")
 OPTIMIZERS = ("adam", "adamw", "sgd", "radam")
 SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle")
+TASKS = ("classification", "regression")
 PER_LAYER_WIDTH = re.compile(r"width_(\d+)")
 
 
@@ -76,7 +78,7 @@ class Knobs:
         ]
 
     def check(self) -> Knobs:
-        """Refuse a setting torch would reject later, or silently misread, naming the fix."""
+        """Refuse a setting torch would reject later, or silently misread (SettingError)."""
         choices = {
             "activation": tuple(ACTIVATIONS),
             "norm": NORMS,
@@ -86,12 +88,48 @@ class Knobs:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"MLP {name}={getattr(self, name)!r}: use one of {allowed}")
+                raise SettingError(name, getattr(self, name), f"one of {', '.join(allowed)}")
+        for f in fields(Knobs):
+            value = getattr(self, f.name)
+            if isinstance(f.default, bool) and not isinstance(value, bool):
+                raise SettingError(f.name, value, "true or false")
+            if (
+                isinstance(f.default, int)
+                and not isinstance(f.default, bool)
+                and not _is_int(value)
+            ):
+                raise SettingError(f.name, value, "a whole number")
+            if isinstance(f.default, float) and not _is_number(value):
+                raise SettingError(f.name, value, "a number")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"MLP dropout={self.dropout}: use a value in [0, 1)")
-        if min(self.n_layers, self.batch_size, self.max_epochs, self.patience) < 1:
-            raise ValueError("MLP n_layers, batch_size, max_epochs and patience must be >= 1")
+            raise SettingError("dropout", self.dropout, "a number in [0, 1)")
+        for name in ("n_layers", "width", "batch_size", "max_epochs", "patience", "step_size"):
+            if getattr(self, name) < 1:
+                raise SettingError(name, getattr(self, name), "a whole number >= 1")
+        for name in ("lr", "step_gamma", "exp_gamma"):
+            if not getattr(self, name) > 0:
+                raise SettingError(name, getattr(self, name), "a number > 0")
+        for name in ("weight_decay", "momentum", "clip_norm"):
+            if not getattr(self, name) >= 0:
+                raise SettingError(name, getattr(self, name), "a number >= 0")
         return self
+
+
+class SettingError(ValueError):
+    """A knob's value the MLP cannot train with: its ``key``, ``value``, and what it must be."""
+
+    def __init__(self, key: str, value: Any, wanted: str) -> None:
+        super().__init__(f"MLP {key}={value!r} is not {wanted}")
+        self.key, self.value, self.wanted = key, value, wanted
+
+
+def _is_int(value: Any) -> bool:
+    """A whole number (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass
@@ -114,7 +152,9 @@ class MLPObjective(Knobs, Objective):
         widths: dict[int, int] = {}
         for name, value in params.items():
             if match := PER_LAYER_WIDTH.fullmatch(name):
-                widths[int(match.group(1))] = int(value)
+                if not _is_int(value) or value < 1:
+                    raise SettingError(name, value, "a whole number >= 1")
+                widths[int(match.group(1))] = value
             elif name in known:
                 settings[name] = value
             else:
@@ -123,6 +163,48 @@ class MLPObjective(Knobs, Objective):
         if widths:
             knobs.widths = tuple(widths.get(i + 1, knobs.width) for i in range(knobs.n_layers))
         return knobs.check()
+
+    def validate(self, values: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """Refuse a fixed setting, or a value the space can give a knob, before the first trial."""
+        from hpo.errors import UserError
+
+        if self.task not in TASKS:
+            raise UserError(
+                f"study.objective.task={self.task!r} is not one of {', '.join(TASKS)}: "
+                "set study.objective.task to one of them"
+            )
+        if not (_is_number(self.inner_valid_fraction) and 0 < self.inner_valid_fraction < 1):
+            raise UserError(
+                f"study.objective.inner_valid_fraction={self.inner_valid_fraction!r} is not "
+                "in (0, 1): set it to the share of each training fold to stop on, e.g. 0.2"
+            )
+        if not _is_int(self.max_threads) or self.max_threads < 0:
+            raise UserError(
+                f"study.objective.max_threads={self.max_threads!r} is not a whole number >= 0: "
+                "set it to the torch threads per fit, or 0 for the harness's share"
+            )
+        try:
+            self.knobs({})
+        except SettingError as err:
+            raise UserError(
+                f"study.objective.{err.key}={err.value!r} is not {err.wanted}: "
+                f"set study.objective.{err.key} to {err.wanted}"
+            ) from None
+        known = {f.name for f in fields(Knobs)} - {"widths"}
+        for name, candidates in (values or {}).items():
+            if name not in known and not PER_LAYER_WIDTH.fullmatch(name):
+                raise UserError(
+                    f"study.space.{name} is not a setting of the MLP: "
+                    f"tune one of {', '.join(sorted(known))} or width_1, width_2, ..."
+                )
+            for value in candidates:
+                try:
+                    self.knobs({name: value})
+                except SettingError as err:
+                    raise UserError(
+                        f"study.space.{name} offers {name}={value!r}, which is not {err.wanted}: "
+                        f"change study.space.{name} so that every value is {err.wanted}"
+                    ) from None
 
     def max_steps(self, params: dict[str, Any]) -> int | None:
         return self.knobs(params).max_epochs

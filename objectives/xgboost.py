@@ -12,7 +12,8 @@ first fold instead of after it (the harness numbers the steps across folds).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ import xgboost as xgb
 from sklearn.model_selection import train_test_split
 
 from objectives.base import FoldData, FoldOutput, Objective, Reporter
+
+TASKS = ("classification", "regression")
 
 
 @dataclass
@@ -36,6 +39,41 @@ class XGBoostObjective(Objective):
     # Rounds between reports to the pruner (None: the harness prunes after whole folds).
     report_every: int | None = None
     flavor: str = "xgboost"
+
+    def validate(self, values: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """Refuse a fixed setting XGBoost would fail on (or misread) in every trial."""
+        from hpo.errors import UserError
+
+        def refuse(key: str, problem: str, fix: str) -> UserError:
+            value = getattr(self, key)
+            return UserError(f"study.objective.{key}={value!r} {problem}: {fix}")
+
+        if self.task not in TASKS:
+            raise refuse("task", f"is not one of {', '.join(TASKS)}", "use one of them")
+        for key in ("max_rounds", "early_stopping_rounds"):
+            if not _whole(getattr(self, key), 1):
+                raise refuse(key, "is not a whole number >= 1", f"set study.objective.{key}=N")
+        fraction = self.inner_valid_fraction
+        if not (isinstance(fraction, numbers.Real) and 0 < fraction < 1):
+            raise refuse(
+                "inner_valid_fraction",
+                "is not in (0, 1)",
+                "set it to the share of each training fold to stop on, e.g. 0.2",
+            )
+        if self.max_bin is not None and not _whole(self.max_bin, 2):
+            raise refuse(
+                "max_bin", "is not a whole number >= 2", "set e.g. 64, or null for 256 bins"
+            )
+        if not _whole(self.nthread, 0):
+            raise refuse(
+                "nthread", "is not a whole number >= 0", "set N threads, or 0 for the harness's"
+            )
+        if self.report_every is not None and not _whole(self.report_every, 1):
+            raise refuse(
+                "report_every",
+                "is not a whole number >= 1",
+                "set the rounds between reports to the pruner, or null to prune after whole folds",
+            )
 
     def max_steps(self, params: dict[str, Any]) -> int | None:
         """Reports per fold when ``report_every`` is set: one per that many rounds."""
@@ -117,6 +155,13 @@ class XGBoostObjective(Objective):
 
     def predict(self, model: xgb.Booster, X: np.ndarray) -> np.ndarray:
         return model.predict(xgb.DMatrix(X))
+
+
+def _whole(value: Any, least: int) -> bool:
+    """A whole number (numpy's too, not a bool) of at least ``least``."""
+    return (
+        isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= least
+    )
 
 
 class _StopWhen(xgb.callback.TrainingCallback):

@@ -55,6 +55,37 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], expec
     assert "Traceback" not in done.stderr and "canarypw" not in done.stderr + done.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["study=mlp_digits", "study.objective.init=foo"],
+            "study.objective.init='foo' is not one of auto, he, xavier",
+        ),
+        (
+            ["study=mlp_digits", "study.space.activation.choices=[relu,foo]"],
+            "study.space.activation offers activation='foo'",
+        ),
+        (["study.objective.max_rounds=0"], "study.objective.max_rounds=0 is not a whole number"),
+        (["sampler.n_startup_trials=abc"], "sampler.n_startup_trials='abc' is not a whole number"),
+        (
+            ["sampler=cmaes", "sampler.restart_strategy=ipop"],
+            "Optuna >= 4.4 dropped CMA-ES restarts",
+        ),
+    ],
+)
+def test_bad_settings_exit_2_before_the_first_trial(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    done = hpo(*args, "tracking.enabled=false", "progress=false", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "optuna.journal").exists()  # refused before the study was opened
+
+
 def test_help_lists_studies_and_groups(tmp_path: Path) -> None:
     done = hpo("--help", cwd=tmp_path)
     assert done.returncode == 0

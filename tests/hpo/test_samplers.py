@@ -7,7 +7,8 @@ import math
 import optuna
 import pytest
 
-from hpo.samplers import trial_sampler
+from hpo.errors import UserError
+from hpo.samplers import build_pruner, build_sampler, trial_sampler
 from hpo.space import parse_space
 from hpo.study import claim
 
@@ -55,3 +56,33 @@ def test_another_seed_draws_other_points(make_cfg) -> None:
     first = make_cfg("study=tiny_prior", "sampler=random", "seed=0")
     second = make_cfg("study=tiny_prior", "sampler=random", "seed=1")
     assert draw(optuna.create_study(), first.sampler) != draw(optuna.create_study(), second.sampler)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["sampler.n_startup_trials=abc"], "sampler.n_startup_trials='abc' is not a whole number"),
+        (["sampler.multivariate=1"], "sampler.multivariate=1 is not true or false or null"),
+        (["sampler=cmaes", "sampler.restart_strategy=ipop"], "dropped CMA-ES restarts"),
+        (["sampler=cmaes", "+sampler.inc_popsize=2"], "sampler.inc_popsize=2: Optuna >= 4.4"),
+        (["sampler=nsga2", "sampler.population_size=1"], "fix sampler.population_size"),
+    ],
+)
+def test_a_bad_sampler_option_is_refused_by_name(make_cfg, overrides, expected) -> None:
+    cfg = make_cfg("study=tiny_prior", *overrides)
+    with pytest.raises(UserError, match=expected):
+        build_sampler(cfg.sampler, SPACE)
+
+
+def test_a_bad_pruner_option_is_refused_by_name(make_cfg) -> None:
+    with pytest.raises(UserError, match=r"pruner.n_startup_trials='x' is not a whole number"):
+        build_pruner(make_cfg("study=tiny_prior", "pruner.n_startup_trials=x").pruner)
+    with pytest.raises(UserError, match=r"fix pruner.n_startup_trials"):
+        build_pruner(make_cfg("study=tiny_prior", "pruner.n_startup_trials=-1").pruner)
+
+
+def test_cmaes_options_in_the_config_are_accepted(make_cfg) -> None:
+    cfg = make_cfg(
+        "study=tiny_prior", "sampler=cmaes", "sampler.popsize=8", "sampler.lr_adapt=true"
+    )
+    assert isinstance(build_sampler(cfg.sampler, SPACE), optuna.samplers.CmaEsSampler)

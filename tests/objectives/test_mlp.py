@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -167,6 +168,41 @@ def test_unknown_or_impossible_settings_are_refused_with_the_name():
         mlp().knobs({"optimizer": "lbfgs"})
     with pytest.raises(ValueError, match="dropout"):
         mlp().knobs({"dropout": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"init": "foo"}, "study.objective.init='foo' is not one of auto, he, xavier"),
+        ({"max_epochs": 0}, "study.objective.max_epochs=0 is not a whole number >= 1"),
+        ({"max_epochs": "abc"}, "study.objective.max_epochs='abc' is not a whole number"),
+        ({"lr": -1.0}, "study.objective.lr=-1.0 is not a number > 0"),
+        ({"nesterov": "yes"}, "study.objective.nesterov='yes' is not true or false"),
+        ({"task": "ranking"}, "study.objective.task='ranking' is not one of"),
+        ({"inner_valid_fraction": 1.0}, "study.objective.inner_valid_fraction=1.0"),
+    ],
+)
+def test_validate_refuses_a_bad_fixed_setting_by_its_key(settings, expected):
+    from hpo.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(expected)):
+        MLPObjective(**settings).validate()
+
+
+def test_validate_refuses_a_value_the_space_can_give():
+    from hpo.errors import UserError
+
+    with pytest.raises(UserError, match=r"study.space.activation offers activation='foo'"):
+        mlp().validate({"activation": ("relu", "foo")})
+    with pytest.raises(UserError, match=r"study.space.dropout offers dropout=1.5"):
+        mlp().validate({"dropout": (0.0, 1.5)})
+    with pytest.raises(UserError, match=r"study.space.width_2 offers width_2=0"):
+        mlp().validate({"width_2": (0, 8)})
+    with pytest.raises(UserError, match=r"study.space.depth is not a setting of the MLP"):
+        mlp().validate({"depth": (1, 3)})
+    mlp().validate(
+        {"activation": ("relu", "gelu", "silu", "tanh"), "width_1": (8, 64), "lr": (1e-4, 0.1)}
+    )
 
 
 def test_gradient_clipping_limits_each_step():

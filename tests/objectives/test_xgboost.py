@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification, make_regression
@@ -234,3 +236,28 @@ def test_a_pruned_report_ends_boosting_at_once():
     out = reporting(every=5).fit_predict(PARAMS, data, prune_at_second)
     assert steps == [0, 1], "no report after the pruner said stop"
     assert len(out.curves["inner_valid_loss"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("task", "ranking"),
+        ("max_rounds", 0),
+        ("max_rounds", "abc"),
+        ("early_stopping_rounds", 0),
+        ("inner_valid_fraction", 1.0),
+        ("max_bin", 1),
+        ("nthread", -1),
+        ("report_every", 0),
+    ],
+)
+def test_validate_refuses_a_bad_fixed_setting_by_its_key(key, value):
+    from hpo.errors import UserError
+
+    with pytest.raises(UserError, match="^" + re.escape(f"study.objective.{key}={value!r} ")):
+        XGBoostObjective(**{key: value}).validate()
+
+
+def test_validate_passes_the_defaults_and_the_studies_settings():
+    XGBoostObjective().validate()
+    XGBoostObjective(max_bin=16, report_every=10, early_stopping_rounds=10).validate({"x": (1, 2)})
