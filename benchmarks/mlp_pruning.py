@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--n-jobs", type=int, default=1, help="folds side by side (1: exact epochs)"
+        "--n-jobs", type=int, default=0, help="folds side by side (0: the study default)"
     )
     parser.add_argument(
         "--pruners", nargs="*", default=["none", "hyperband"], help="none given: part 2 only"
