@@ -60,13 +60,21 @@ class StudyConfig:
 
 @dataclass
 class StorageConfig:
-    """Where Optuna keeps the study: ``journal:PATH``, ``sqlite:///PATH`` or ``postgresql://...``."""
+    """Where Optuna keeps the study: ``journal:PATH``, ``sqlite:///PATH`` or ``postgresql://...``.
+
+    With ``url`` empty, PostgreSQL from its parts (host, port, database, user);
+    there is no password key: libpq reads PGPASSWORD or ~/.pgpass itself.
+    """
 
     url: str = "journal:optuna.journal"
     heartbeat_interval: int | None = None
     grace_period: int | None = None
     max_retry: int = 3  # times a trial whose worker died is run again
     outage_limit: float = 300.0  # seconds workers wait out an unreachable database, then exit 1
+    host: str | None = None  # PostgreSQL parts, used when url is empty
+    port: int | None = None
+    database: str | None = None
+    user: str | None = None
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 ``journal:PATH``    Optuna's journal file (the default; several local processes)
 ``sqlite:///PATH``  an SQLite file through SQLAlchemy
-``postgresql://..`` PostgreSQL through SQLAlchemy (psycopg), for many machines
+``postgresql://..`` PostgreSQL through SQLAlchemy (psycopg), for many machines; with
+                    ``storage.url`` empty, built from storage.host/port/database/user
 ``redis://..``      Optuna's journal on a Redis server, for many machines
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
@@ -34,7 +36,7 @@ from optuna.storages.journal import (
 )
 from optuna.trial import FrozenTrial
 from sqlalchemy import create_engine, exc, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from hpo.config import StorageConfig
@@ -42,6 +44,28 @@ from hpo.errors import UserError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+PARTS = ("host", "port", "database", "user")  # storage.* keys that make a PostgreSQL URL
+NO_URL = (
+    "storage.url is empty: export HPO_STORAGE_URL=postgresql://USER@HOST:5432/DB, "
+    "or give storage.host=HOST storage.database=DB (and storage.port, storage.user); "
+    "the password goes in PGPASSWORD or ~/.pgpass"
+)
+# PostgreSQL connections. The study lock is a transaction-level advisory lock:
+# if its holder's machine vanishes, the server frees it when the holder's
+# session ends, which these bound: the server's TCP keepalives notice a silent
+# peer after KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT seconds, and
+# IDLE_IN_TRANSACTION ends a session that holds a transaction open and silent.
+# Waiters give up after LOCK_TIMEOUT and retry (``retrying``), so none is stuck
+# forever. A claim holds the lock for tens of milliseconds.
+CONNECT_TIMEOUT = 10  # seconds to open a connection
+KEEPALIVE_IDLE = 30  # seconds of silence before TCP keepalive probes (client and server)
+KEEPALIVE_INTERVAL = 10  # seconds between probes
+KEEPALIVE_COUNT = 3  # unanswered probes before the connection counts as dead
+LOCK_TIMEOUT = 60.0  # seconds a statement waits for a lock (the study lock too), then fails
+IDLE_IN_TRANSACTION = 120.0  # seconds a session may keep a transaction open doing nothing
+LOCK_NOT_AVAILABLE = "55P03"  # the SQLSTATEs of a lock_timeout
+IDLE_IN_TRANSACTION_TIMEOUT = "25P03"  # and of an idle_in_transaction_session_timeout
+
 _PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<tail>@)", re.I)
 
 
@@ -50,16 +74,54 @@ def mask(text: str) -> str:
     return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
 
 
+def storage_url(cfg: StorageConfig) -> str:
+    """``cfg.url``; with it empty, the PostgreSQL URL built from host, port, database, user.
+
+    The built URL never holds a password: libpq (psycopg) reads PGPASSWORD or
+    ~/.pgpass by itself. Neither a URL nor a part: a UserError naming both ways.
+    """
+    url = (cfg.url or "").strip()
+    if url:
+        return url
+    parts = _parts(cfg)
+    if not parts:
+        raise UserError(NO_URL)
+    port = parts.get("port")
+    return URL.create(
+        "postgresql+psycopg",
+        username=parts.get("user"),
+        host=parts.get("host"),
+        port=int(port) if port is not None else None,
+        database=parts.get("database"),
+    ).render_as_string(hide_password=False)
+
+
+def _parts(cfg: StorageConfig) -> dict[str, Any]:
+    """The PostgreSQL parts given (not None, not empty) in ``cfg``."""
+    given = {name: getattr(cfg, name, None) for name in PARTS}
+    return {name: value for name, value in given.items() if value not in (None, "")}
+
+
 def open_storage(cfg: StorageConfig) -> BaseStorage:
-    """The Optuna storage for ``cfg.url``; an unreachable database is a user error."""
-    url = cfg.url.strip()
+    """The Optuna storage for ``cfg`` (see ``storage_url``); an unreachable database is a
+    user error."""
+    url = storage_url(cfg)
+    parts = _parts(cfg)
+    if parts and (cfg.url or "").strip():
+        log.warning(
+            "storage.url is set (HPO_STORAGE_URL?), so storage.%s %s ignored: "
+            "empty it (storage.url='') to use the parts",
+            "/".join(parts),
+            "is" if len(parts) == 1 else "are",
+        )
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:").removeprefix("//"))
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = JournalFileOpenLock(str(path))
         return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     if url.startswith(("sqlite:", "postgresql", "mysql")):
-        return _rdb(url, cfg)
+        where = "storage.url" if (cfg.url or "").strip() else "storage." + "/".join(PARTS)
+        return _rdb(url, cfg, where)
     if url.startswith(("redis://", "rediss://")):
         return _redis(url, cfg)
     raise UserError(
@@ -90,16 +152,15 @@ class StaleTrials:
         return failed
 
 
-def _rdb(url: str, cfg: StorageConfig) -> RDBStorage:
+def _rdb(url: str, cfg: StorageConfig, where: str = "storage.url") -> RDBStorage:
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        url = _psycopg(url)
         engine_kwargs = {
             "pool_pre_ping": True,
             "pool_size": 2,
             "max_overflow": 2,
-            "connect_args": {"connect_timeout": 10},
+            "connect_args": pg_connect_args(url, timeouts=True),
         }
     try:
         with init_lock(url, "optuna-schema"):
@@ -113,9 +174,56 @@ def _rdb(url: str, cfg: StorageConfig) -> RDBStorage:
     except Exception as err:  # SQLAlchemy wraps every driver's connection error differently
         reason = mask(str(err).splitlines()[0]) if str(err) else type(err).__name__
         raise UserError(
-            f"cannot open storage {mask(url)} ({reason}): check storage.url "
+            f"cannot open storage {_shown(url)} ({reason}): check {where} "
             "and that the database is running"
         ) from None
+
+
+def _psycopg(url: str) -> str:
+    """``postgresql://`` means psycopg2 to SQLAlchemy; hpo installs psycopg (3)."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def pg_connect_args(url: str, timeouts: bool) -> dict[str, Any]:
+    """libpq parameters for PostgreSQL connections: a connect timeout, TCP keepalives on
+    both ends and, with ``timeouts``, lock_timeout and idle_in_transaction_session_timeout.
+
+    What the URL's query or PGOPTIONS already set wins over these defaults.
+    """
+    query = make_url(url).query
+    args: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "keepalives": 1,
+        "keepalives_idle": KEEPALIVE_IDLE,
+        "keepalives_interval": KEEPALIVE_INTERVAL,
+        "keepalives_count": KEEPALIVE_COUNT,
+    }
+    args = {name: value for name, value in args.items() if name not in query}
+    settings: dict[str, int | str] = {  # the server's end: a vanished client's session ends
+        "tcp_keepalives_idle": KEEPALIVE_IDLE,
+        "tcp_keepalives_interval": KEEPALIVE_INTERVAL,
+        "tcp_keepalives_count": KEEPALIVE_COUNT,
+    }
+    if timeouts:
+        settings["lock_timeout"] = f"{round(LOCK_TIMEOUT * 1000)}ms"
+        settings["idle_in_transaction_session_timeout"] = f"{round(IDLE_IN_TRANSACTION * 1000)}ms"
+    options = [" ".join(f"-c {name}={value}" for name, value in settings.items())]
+    # later -c settings win: the user's own options (PGOPTIONS, ?options=) go last
+    for own in (os.environ.get("PGOPTIONS"), query.get("options")):
+        if isinstance(own, str) and own.strip():
+            options.append(own.strip())
+    args["options"] = " ".join(options)
+    return args
+
+
+def _shown(url: str) -> str:
+    """``url`` for messages: without its password, even one make_url cannot parse."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return mask(url)
 
 
 def _redis(url: str, cfg: StorageConfig) -> JournalStorage:
@@ -154,9 +262,11 @@ def init_lock(url: str, name: str) -> Iterator[None]:
     """Serialize one-time schema creation (Optuna's or MLflow's tables): processes starting
     together on an empty database would otherwise race on CREATE TABLE and fail."""
     if url.startswith("postgresql"):
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
+        url = _psycopg(url)
+        # keepalives only: creating tables may take minutes while waiters queue up
+        engine = create_engine(
+            url, poolclass=NullPool, connect_args=pg_connect_args(url, timeouts=False)
+        )
         try:
             with engine.begin() as connection:
                 connection.execute(
@@ -175,9 +285,13 @@ def init_lock(url: str, name: str) -> Iterator[None]:
 
 
 def display_url(cfg: StorageConfig) -> str:
-    url = cfg.url
+    """The storage's URL (``storage_url``) for people: never with a password."""
+    try:
+        url = storage_url(cfg)
+    except UserError:
+        return "(no storage.url)"
     if url.startswith(("sqlite:", "postgresql", "mysql")):
-        return make_url(url).render_as_string(hide_password=True)
+        return _shown(url)
     return mask(url)
 
 
@@ -286,10 +400,35 @@ class DatabaseOutage(Exception):
 
 
 def is_outage(err: BaseException) -> bool:
-    """True for a lost or refused database connection (worth waiting out), not a bad query."""
+    """True for trouble worth waiting out, not a bad query: a lost or refused database
+    connection, a lock held past lock_timeout (an OperationalError too), a session the
+    server ended (idle_in_transaction_session_timeout: an InternalError on a connection
+    SQLAlchemy invalidates), or no free connection in the pool (a TimeoutError)."""
+    err = _cause(err)
+    if isinstance(err, exc.DBAPIError) and err.connection_invalidated:
+        return True
+    return isinstance(
+        err, exc.OperationalError | exc.InterfaceError | exc.TimeoutError
+    ) or _is_redis_outage(err)
+
+
+def _cause(err: BaseException) -> BaseException:
     if isinstance(err, optuna.exceptions.StorageInternalError):
-        err = err.__cause__ or err
-    return isinstance(err, exc.OperationalError | exc.InterfaceError) or _is_redis_outage(err)
+        return err.__cause__ or err
+    return err
+
+
+def _trouble(err: BaseException) -> str:
+    """What went wrong, for the log line of a retried outage."""
+    err = _cause(err)
+    if isinstance(err, exc.TimeoutError):
+        return "no database connection free in the pool"
+    sqlstate = getattr(getattr(err, "orig", None), "sqlstate", None)
+    if sqlstate == LOCK_NOT_AVAILABLE:
+        return "a database lock (the study lock?) stayed taken past lock_timeout"
+    if sqlstate == IDLE_IN_TRANSACTION_TIMEOUT:
+        return "the server ended a silent transaction (idle_in_transaction_session_timeout)"
+    return "database unreachable"
 
 
 def _is_redis_outage(err: BaseException) -> bool:
@@ -323,6 +462,6 @@ def retrying(call: Callable[[], T], limit: float, what: str) -> T:
                     "(storage.outage_limit sets how long workers wait)"
                 ) from None
             if delay == 0.5:
-                log.warning("database unreachable while %s; retrying for up to %.0f s", what, limit)
+                log.warning("%s while %s; retrying for up to %.0f s", _trouble(err), what, limit)
             time.sleep(min(delay, max(limit - waited, 0.1)))
             delay = min(delay * 2, 5.0)

@@ -33,7 +33,7 @@ from hpo.schedule.ledger import FINGERPRINT_TAG, Ledger
 from hpo.schedule.lock import night_lock
 from hpo.schedule.names import dated, night_of
 from hpo.schedule.warm_start import warm_start
-from hpo.storage import init_lock, mask, open_storage
+from hpo.storage import init_lock, mask, open_storage, storage_url
 from hpo.study import make_plan, run
 from hpo.tracking import _default_artifacts
 
@@ -62,7 +62,7 @@ def run_scheduled(cfg: DictConfig) -> report.Summary:
         )
     base = str(cfg.study.name)
     night = night_of(cfg.schedule.date)
-    with night_lock(str(cfg.storage.url), base, night):
+    with night_lock(storage_url(cfg.storage), base, night):
         uri = str(cfg.tracking.uri)
         with init_lock(uri, "mlflow-schema"):  # the first use of a store creates its tables
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)

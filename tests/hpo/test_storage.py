@@ -1,12 +1,27 @@
+import logging
 import threading
+import time
 
 import optuna
 import pytest
 from optuna.storages import JournalStorage, RDBStorage
+from sqlalchemy import exc, text
+from sqlalchemy.engine import make_url
 
+import hpo.storage
 from hpo.config import StorageConfig
 from hpo.errors import UserError
-from hpo.storage import display_url, is_memory, mask, open_storage, study_lock
+from hpo.storage import (
+    display_url,
+    is_memory,
+    is_outage,
+    mask,
+    open_storage,
+    retrying,
+    storage_url,
+    study_lock,
+)
+from tests.hpo.pg import new_database
 
 # --- mask --------------------------------------------------------------------
 
@@ -165,3 +180,209 @@ def test_study_lock_on_memory_storage_does_not_block():
     with study_lock(storage, "s"), study_lock(storage, "s"):
         study = optuna.create_study(study_name="s", storage=storage)
     assert study.study_name == "s"
+
+
+# --- PostgreSQL from parts, and its timeouts ------------------------------------
+
+
+def _from_parts(url: str) -> StorageConfig:
+    """``url``'s host, port, database and user as storage.* parts, with storage.url empty."""
+    u = make_url(url)
+    return StorageConfig(url="", host=u.host, port=u.port, database=u.database, user=u.username)
+
+
+def test_parts_make_a_postgres_url_without_a_password():
+    cfg = StorageConfig(url="", host="db.example.org", database="optuna", user="hpo")
+    assert storage_url(cfg) == "postgresql+psycopg://hpo@db.example.org/optuna"
+    cfg = StorageConfig(url="", host="db", port=6432, database="optuna")
+    assert storage_url(cfg) == "postgresql+psycopg://db:6432/optuna"
+
+
+def test_a_set_url_wins_over_parts(caplog, tmp_path):
+    url = f"journal:{tmp_path / 'j'}"
+    cfg = StorageConfig(url=url, host="db.example.org", database="optuna")
+    assert storage_url(cfg) == url
+    with caplog.at_level(logging.WARNING, logger="hpo.storage"):
+        assert isinstance(open_storage(cfg), JournalStorage)
+    assert "storage.host/database are ignored" in caplog.text
+
+
+@pytest.mark.parametrize("url", ["", "  "])
+def test_no_url_and_no_parts_is_a_one_line_user_error_naming_both_ways(url):
+    with pytest.raises(UserError) as err:
+        open_storage(StorageConfig(url=url))
+    message = str(err.value)
+    assert "\n" not in message
+    assert "HPO_STORAGE_URL=postgresql://" in message
+    assert "storage.host=" in message and "storage.database=" in message
+    assert "PGPASSWORD" in message and ".pgpass" in message
+    assert display_url(StorageConfig(url=url)) == "(no storage.url)"
+
+
+def test_unreachable_parts_are_a_user_error_naming_the_parts():
+    cfg = StorageConfig(url="", host="127.0.0.1", port=1, database="x", user="u")
+    with pytest.raises(UserError, match="cannot open storage") as err:
+        open_storage(cfg)
+    assert "127.0.0.1:1/x" in str(err.value)
+    assert "storage.host/port/database/user" in str(err.value)
+
+
+def test_a_pool_timeout_and_a_lock_timeout_are_outages():
+    assert is_outage(exc.TimeoutError("QueuePool limit of size 2 overflow 2 reached"))
+    wrapped = optuna.exceptions.StorageInternalError("commit failed")
+    wrapped.__cause__ = exc.TimeoutError()
+    assert is_outage(wrapped)
+    assert not is_outage(exc.ProgrammingError("SELECT", {}, Exception("syntax error")))
+
+
+@pytest.mark.postgres
+def test_postgres_storage_from_parts_round_trip():
+    with new_database() as url:
+        cfg = _from_parts(url)
+        storage = open_storage(cfg)
+        assert isinstance(storage, RDBStorage)
+        x = _add_trial(storage, "s")
+
+        [trial] = optuna.load_study(study_name="s", storage=open_storage(cfg)).trials
+        assert trial.params == {"x": x}
+        u = make_url(url)
+        expected = f"postgresql+psycopg://{u.username}@{u.host}:{u.port}/{u.database}"
+        assert display_url(cfg) == expected
+        storage.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_password_from_pgpassword_is_used_but_never_shown(monkeypatch, caplog):
+    secret = "hpo-canary-pgpassword"
+    monkeypatch.setenv("PGPASSWORD", secret)  # the test server trusts: any password works
+    with new_database() as url, caplog.at_level(logging.DEBUG):
+        cfg = _from_parts(url)
+        storage = open_storage(cfg)
+        assert isinstance(storage, RDBStorage)
+        _add_trial(storage, "s")
+        shown = display_url(cfg)
+        assert secret not in shown and "***" not in shown, "no password in the URL at all"
+        assert secret not in str(storage.engine.url)
+        assert secret not in storage.engine.url.render_as_string(hide_password=False)
+        with storage.engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+        storage.engine.dispose()
+        with pytest.raises(UserError) as err:
+            open_storage(StorageConfig(url="", host="127.0.0.1", port=1, database="x"))
+        assert secret not in str(err.value)
+    assert secret not in caplog.text
+
+
+@pytest.mark.postgres
+def test_postgres_connections_have_keepalives_and_lock_timeouts():
+    with new_database() as url:
+        storage = open_storage(StorageConfig(url=url))
+        assert isinstance(storage, RDBStorage)
+        with storage.engine.connect() as connection:
+            show = {
+                name: connection.execute(text(f"SHOW {name}")).scalar()
+                for name in (
+                    "lock_timeout",
+                    "idle_in_transaction_session_timeout",
+                    "tcp_keepalives_idle",
+                    "tcp_keepalives_interval",
+                    "tcp_keepalives_count",
+                )
+            }
+            dsn = connection.connection.dbapi_connection.info.dsn
+        storage.engine.dispose()
+    assert show["lock_timeout"] == "1min"
+    assert show["idle_in_transaction_session_timeout"] == "2min"
+    if make_url(url).host not in (None, "", "localhost") and not str(make_url(url).host).startswith(
+        "/"
+    ):  # TCP, not a Unix socket: the server's keepalives apply
+        assert (show["tcp_keepalives_idle"], show["tcp_keepalives_interval"]) == ("30", "10")
+        assert show["tcp_keepalives_count"] == "3"
+    for part in ("keepalives=1", "keepalives_idle=30", "connect_timeout=10"):
+        assert part in dsn
+
+
+@pytest.mark.postgres
+def test_a_user_options_in_the_url_win_over_the_defaults():
+    with new_database() as url:
+        storage = open_storage(StorageConfig(url=f"{url}?options=-c%20lock_timeout%3D5s"))
+        assert isinstance(storage, RDBStorage)
+        with storage.engine.connect() as connection:
+            assert connection.execute(text("SHOW lock_timeout")).scalar() == "5s"
+            assert connection.execute(text("SHOW idle_in_transaction_session_timeout")).scalar()
+        storage.engine.dispose()
+
+
+def _hold(storage, name, held, seconds):
+    """A thread that takes the study lock, says so, and keeps it for ``seconds``."""
+
+    def run():
+        with study_lock(storage, name):
+            held.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert held.wait(10)
+    return thread
+
+
+@pytest.mark.postgres
+def test_a_study_lock_held_past_lock_timeout_is_retried_as_an_outage(monkeypatch, caplog):
+    monkeypatch.setattr(hpo.storage, "LOCK_TIMEOUT", 0.3)
+    with new_database() as url:
+        holder, waiter = (open_storage(StorageConfig(url=url)) for _ in range(2))
+        held = threading.Event()
+        thread = _hold(holder, "s", held, 2.0)
+        with pytest.raises(exc.OperationalError) as err, study_lock(waiter, "s"):
+            pass
+        assert is_outage(err.value), "a lock_timeout is waited out, not a crash"
+
+        def take() -> float:
+            with study_lock(waiter, "s"):
+                return time.monotonic()
+
+        with caplog.at_level(logging.WARNING, logger="hpo.storage"):
+            taken = retrying(take, 30, "asking for a trial")
+        thread.join(10)
+        assert not thread.is_alive()
+        assert "lock_timeout while asking for a trial" in caplog.text
+        for storage in (holder, waiter):
+            assert isinstance(storage, RDBStorage)
+            storage.engine.dispose()
+    assert taken > 0
+
+
+@pytest.mark.postgres
+def test_a_silent_study_lock_holder_loses_the_lock(monkeypatch):
+    """A holder that stops talking (its machine gone) holds the lock no longer than
+    idle_in_transaction_session_timeout: the server ends its session."""
+    monkeypatch.setattr(hpo.storage, "IDLE_IN_TRANSACTION", 0.5)
+    with new_database() as url:
+        silent = open_storage(StorageConfig(url=url))
+        monkeypatch.undo()
+        other = open_storage(StorageConfig(url=url))
+        held, got = threading.Event(), threading.Event()
+        failed: list[BaseException] = []
+
+        def hold():
+            try:
+                with study_lock(silent, "s"):
+                    held.set()
+                    got.wait(10)  # silent while another worker takes the lock
+            except BaseException as err:
+                failed.append(err)
+
+        thread = threading.Thread(target=hold, daemon=True)
+        thread.start()
+        assert held.wait(10)
+        started = time.monotonic()
+        with study_lock(other, "s"):
+            waited = time.monotonic() - started
+            got.set()
+        thread.join(10)
+        assert waited < 5, f"the lock was freed after {waited:.1f} s"
+        assert failed and is_outage(failed[0]), "the cut-off holder sees an outage (retried)"
+        for storage in (silent, other):
+            assert isinstance(storage, RDBStorage)
+            storage.engine.dispose()

@@ -38,6 +38,23 @@ n_trials: 12
 space:
   x: {type: float, low: 0.0, high: 1.0}
 """
+# Workers in lockstep (tests/hpo/helpers.py): all of them finish their trials at the
+# same instants and ask for the next at once, so a missing or broken study lock
+# shows as trials past the budget or grid points handed out twice.
+LOCKSTEP_STUDY = """
+name: tiny_pg
+objective:
+  _target_: tests.hpo.helpers.LockstepObjective
+  barrier: BARRIER
+  parties: PARTIES
+  FAIL
+data: breast_cancer
+cv: {scheme: holdout}
+metric: roc_auc
+n_trials: N_TRIALS
+space:
+  x: SPACE
+"""
 
 pytestmark = pytest.mark.postgres
 
@@ -61,11 +78,11 @@ def database() -> Iterator[str]:
 
 
 def start_workers(
-    tmp_path: Path, url: str, n: int, *args: str, sleep: float = 0.0
+    tmp_path: Path, url: str, n: int, *args: str, sleep: float = 0.0, study: str | None = None
 ) -> list[subprocess.Popen[str]]:
     studies = tmp_path / "studies"
     studies.mkdir(exist_ok=True)
-    (studies / "tiny_pg.yaml").write_text(STUDY.replace("SLEEP", str(sleep)))
+    (studies / "tiny_pg.yaml").write_text(study or STUDY.replace("SLEEP", str(sleep)))
     env = {**os.environ, "HPO_STORAGE_URL": url, "PYTHONPATH": str(REPO)}
     command = [
         sys.executable,
@@ -89,6 +106,29 @@ def start_workers(
         )
         for _ in range(n)
     ]
+
+
+def lockstep_study(
+    tmp_path: Path, parties: int, n_trials: int, space: str, fail_above: float | None = None
+) -> str:
+    """LOCKSTEP_STUDY for ``parties`` workers (its barrier folder made here)."""
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    fail = "" if fail_above is None else f"fail_above: {fail_above}"
+    return (
+        LOCKSTEP_STUDY.replace("BARRIER", str(barrier))
+        .replace("PARTIES", str(parties))
+        .replace("FAIL", fail)
+        .replace("N_TRIALS", str(n_trials))
+        .replace("SPACE", space)
+    )
+
+
+def wait_ok(workers: list[subprocess.Popen[str]]) -> None:
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr
+        assert "Traceback" not in stderr
 
 
 def load(url: str) -> optuna.Study:
@@ -122,6 +162,46 @@ def test_eight_workers_started_together_on_an_empty_database_meet_the_budget_exa
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted(int(r.data.tags["hpo.trial"]) for r in children) == list(range(12))
     assert {r.data.tags["hpo.pid"] for r in children} != {children[0].data.tags["hpo.pid"]}
+
+
+@pytest.mark.slow
+def test_four_workers_in_lockstep_never_evaluate_a_grid_point_twice(
+    tmp_path: Path, database: str
+) -> None:
+    # 9 points: after two rounds of 4, all four workers ask at once for the last one;
+    # without the lock, the extra trials would re-evaluate points (Optuna's grid sampler)
+    grid = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    space = f"{{type: float, low: 0.0, high: 1.0, grid: {grid}}}"
+    study = lockstep_study(tmp_path, 4, 20, space)  # the budget is capped at the grid size
+    args = ("sampler=grid", "tracking.enabled=false", "finish=false")  # trials only
+    wait_ok(start_workers(tmp_path, database, 4, *args, study=study))
+
+    trials = load(database).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * len(grid)
+    points = [t.params["x"] for t in trials]
+    assert sorted(points) == grid, f"each of the {len(grid)} grid points once: {points}"
+    assert len({t.user_attrs["worker"] for t in trials}) > 1, "the grid was shared"
+
+
+@pytest.mark.slow
+def test_four_workers_reaching_the_budget_together_meet_it_exactly_despite_failures(
+    tmp_path: Path, database: str
+) -> None:
+    """All four ask at the same instants, also at the budget boundary, where a failing trial
+    (x above 0.75: trials 1 and 10 of this seed) leaves a place that one more trial takes."""
+    study = lockstep_study(tmp_path, 4, 10, "{type: float, low: 0.0, high: 1.0}", 0.75)
+    args = ("sampler=random", "tracking.enabled=false", "finish=false")  # trials only
+    wait_ok(start_workers(tmp_path, database, 4, *args, study=study))
+
+    trials = load(database).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(complete) == 10, "exactly the budget, however many asked at once"
+    assert failed, "some trials failed on purpose"
+    assert len(complete) + len(failed) == len(trials), "nothing left running or pruned"
+    assert all(t.params["x"] > 0.75 for t in failed)
+    assert all(t.params["x"] <= 0.75 for t in complete)
+    assert len({t.user_attrs["worker"] for t in trials}) > 1, "the trials were shared"
 
 
 @pytest.mark.slow
