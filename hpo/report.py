@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 # optuna.visualization.plot_<name>, looked up when plotting: importing it pulls in
 # matplotlib (0.4 s), which every worker would pay at start-up for plots it never draws.
+# What early stopping chose in the best trial (mean over folds), shown in the summary:
+FITTED = ("n_rounds", "best_epoch", "epochs_run")  # boosting rounds kept; epochs
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "slice")
 
 
@@ -37,6 +39,7 @@ class Summary:
     best_value: float | None = None
     best_std: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
+    best_fit: dict[str, float] = field(default_factory=dict)  # FITTED facts, mean over folds
     where: dict[str, str] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)  # further objectives (hpo/pareto.py)
     front: list[dict[str, Any]] = field(default_factory=list)  # the Pareto front, best first
@@ -54,6 +57,9 @@ class Summary:
             )
             width = max(len(k) for k in self.best_params) if self.best_params else 0
             lines += [f"    {k:<{width}}  {_fmt(v)}" for k, v in self.best_params.items()]
+            if self.best_fit:
+                fitted = ", ".join(f"{k} {v:.4g}" for k, v in self.best_fit.items())
+                lines.append(f"  its fit, mean over folds: {fitted}")
         if self.front:
             lines.append(f"  Pareto front ({len(self.front)} trials; best {self.metric} above):")
             for row in self.front:
@@ -87,6 +93,8 @@ def summarize(study: optuna.Study, metric: str, extra: list[str] | None = None) 
         summary.best_number, summary.best_value = best.number, best.values[0]
         summary.best_std = best.user_attrs.get("cv", {}).get("std")
         summary.best_params = dict(best.params)
+        info = best.user_attrs.get("cv", {}).get("info", {})
+        summary.best_fit = {k: float(info[k]) for k in FITTED if k in info}
     return summary
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import optuna
@@ -13,10 +15,11 @@ from optuna.trial import TrialState
 from hpo.errors import UserError
 from hpo.records import PARENT_ATTR, RUN_ATTR
 from hpo.storage import open_storage
-from hpo.study import run
+from hpo.study import make_plan, run
 
 FAST_XGB = ["study.objective.max_rounds=20", "study.objective.early_stopping_rounds=5"]
 STUDIES = {"xgb_f1": "f1", "xgb_imbalanced_ap": "average_precision", "xgb_rmse": "rmse"}
+SHIPPED = sorted(p.stem for p in (Path(__file__).parents[2] / "studies").glob("*.yaml"))
 PRIOR = ["study=tiny_prior", "pruner=none"]
 
 
@@ -47,6 +50,8 @@ def test_each_study_runs_under_each_sampler(make_cfg, study_name: str, sampler: 
     study = load(cfg)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert summary.counts["COMPLETE"] == 2
+    rounds = study.best_trial.user_attrs["cv"]["info"]["n_rounds"]
+    assert f"its fit, mean over folds: n_rounds {rounds:.4g}" in summary.text()
     parent, children = runs(cfg)
     metric = STUDIES[study_name]
     assert study.user_attrs[PARENT_ATTR] == parent.info.run_id
@@ -112,12 +117,14 @@ def test_parent_run_has_summary_plots_config_and_loadable_model(make_cfg) -> Non
 
 
 @pytest.mark.slow
-def test_rerun_resumes_to_the_budget_without_duplicates(make_cfg) -> None:
-    first = make_cfg("study=xgb_f1", "study.n_trials=2", *FAST_XGB)
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_rerun_resumes_to_the_budget_without_duplicates(make_cfg, tmp_path, storage) -> None:
+    url = [f"storage.url=sqlite:///{tmp_path}/optuna.db"] if storage == "sqlite" else []
+    first = make_cfg("study=xgb_f1", "study.n_trials=2", *FAST_XGB, *url)
     run(first)
     name = first.study.name
-    run(make_cfg("study=xgb_f1", "study.n_trials=3", *FAST_XGB, name=name))
-    run(make_cfg("study=xgb_f1", "study.n_trials=3", *FAST_XGB, name=name))
+    run(make_cfg("study=xgb_f1", "study.n_trials=3", *FAST_XGB, *url, name=name))
+    run(make_cfg("study=xgb_f1", "study.n_trials=3", *FAST_XGB, *url, name=name))
 
     study = load(first)
     assert len(study.trials) == 3
@@ -231,3 +238,19 @@ def test_telling_twice_keeps_the_first_outcome(tmp_path) -> None:
     _tell(study, trial, record, CVResult(0.9, 0.0, [0.9]), [0.9])
     assert study.trials[0].state == TrialState.COMPLETE
     assert study.trials[0].value == 0.9
+
+
+@pytest.mark.parametrize("sampler", ["grid", "random", "tpe", "cmaes"])
+@pytest.mark.parametrize("study_name", SHIPPED)
+def test_every_shipped_study_plans_under_each_sampler(make_cfg, study_name, sampler) -> None:
+    """Its space, objective settings and budget pass every check made before the first trial."""
+    cfg = make_cfg(f"study={study_name}", f"sampler={sampler}")
+    if sampler == "cmaes" and len(cfg.study.get("objectives") or []) > 0:
+        with pytest.raises(UserError, match="sampler=cmaes optimizes one objective"):
+            make_plan(cfg)
+        return
+    plan = make_plan(cfg)
+    assert plan.sampler_kind == sampler
+    assert plan.budget is not None and plan.budget >= 1
+    if sampler == "grid":
+        assert plan.budget <= plan.space.grid_size()
