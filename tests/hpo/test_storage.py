@@ -5,6 +5,7 @@ import time
 import optuna
 import pytest
 from optuna.storages import JournalStorage, RDBStorage
+from optuna.trial import TrialState
 from sqlalchemy import exc, text
 from sqlalchemy.engine import make_url
 
@@ -386,3 +387,31 @@ def test_a_silent_study_lock_holder_loses_the_lock(monkeypatch):
         for storage in (silent, other):
             assert isinstance(storage, RDBStorage)
             storage.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_trial_whose_worker_elsewhere_stopped_beating_is_failed_and_retried():
+    """The heartbeat path, as a worker on another machine meets it: no pid to check here."""
+    from hpo.study import recover
+
+    with new_database() as url:
+        cfg = StorageConfig(url=url, heartbeat_interval=1, grace_period=1, max_retry=1)
+        storage = open_storage(cfg)
+        study = optuna.create_study(study_name="s", storage=storage)
+        dead, alive = study.ask(), study.ask()
+        dead.suggest_float("x", 0, 1)
+        for trial in (dead, alive):
+            trial.set_user_attr("worker", "another-machine:4242")
+            storage.record_heartbeat(trial._trial_id)
+        time.sleep(2.5)
+        storage.record_heartbeat(alive._trial_id)  # this one's worker is still beating
+
+        elsewhere = optuna.load_study(study_name="s", storage=open_storage(cfg))
+        recover(elsewhere, tracker=None)
+
+        states = [t.state for t in elsewhere.trials]
+        assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+        retry = elsewhere.trials[2]
+        assert retry.params == dead.params, "the same parameters are run again"
+        assert retry.system_attrs["failed_trial"] == dead.number
+        storage.engine.dispose()
