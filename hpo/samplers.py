@@ -4,29 +4,88 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import optuna
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
 from hpo.space import Space
+from hpo.storage import MAX_RETRY
 
 log = logging.getLogger(__name__)
 RESEEDED = ("random", "tpe", "cmaes")  # samplers drawn afresh per trial (trial_sampler)
 
 
 class GridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid sampler, without its call to ``study.stop()`` once the grid is covered.
+    """Optuna's grid sampler, where a failed point is run again and a finished one never.
 
-    hpo runs its own ask/tell loop and caps a grid study's budget at the grid
-    size; Optuna's stop() raises outside ``optimize``.
+    Optuna counts a grid point as visited once any trial there has finished,
+    failed ones included, so a failed point would never be evaluated while
+    the trial that replaces it in the budget repeats a done point. Here a
+    point is done once a trial there is COMPLETE or PRUNED (matched by its
+    parameters too, so a dead worker's retry, which has none of Optuna's grid
+    ids, counts), taken while a trial there is RUNNING or WAITING, and given
+    up after failing ``storage.max_retry`` + 1 times. Without Optuna's
+    ``study.stop()`` once the grid is covered, which raises outside
+    ``optimize``: hpo's budget loop asks ``points_left`` instead, under the
+    study lock, so no two workers take the same point.
     """
+
+    max_retry = MAX_RETRY  # make_plan sets storage.max_retry
 
     def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
         return None
+
+    def points_left(self, study: optuna.Study) -> tuple[int, int]:
+        """(free points, points taken by a running or waiting trial)."""
+        free, taken = self._points(study)
+        return len(free), len(taken)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Give the trial a free point (Optuna's shortcut, point = trial number, is not used:
+        with retries and enqueued trials a number's point may be done already)."""
+        if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs:
+            return  # a retry or an enqueued trial: its parameters are fixed
+        free, taken = self._points(study)
+        choices = sorted(free or taken) or list(range(self._n_min_trials))
+        grid_id = int(self._rng.rng.choice(choices))
+        study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+        study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
+
+    def _points(self, study: optuna.Study) -> tuple[set[int], set[int]]:
+        done: set[int] = set()
+        taken: set[int] = set()
+        failures: Counter[int] = Counter()
+        for trial in study._storage.get_all_trials(study._study_id, deepcopy=False):
+            point = self._point_of(trial)
+            if point is None:
+                continue
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                done.add(point)
+            elif trial.state in (TrialState.RUNNING, TrialState.WAITING):
+                taken.add(point)
+            elif trial.state == TrialState.FAIL:
+                failures[point] += 1
+        given_up = {p for p, n in failures.items() if n > self.max_retry}
+        left = set(range(self._n_min_trials)) - done - given_up
+        return left - taken, left & taken
+
+    def _point_of(self, trial: FrozenTrial) -> int | None:
+        """The grid point of a trial: its grid id, or the point its parameters name."""
+        attrs = trial.system_attrs
+        if "grid_id" in attrs and self._same_search_space(attrs["search_space"]):
+            return int(attrs["grid_id"])
+        params = trial.params or attrs.get("fixed_params") or {}
+        if not all(name in params for name in self._param_names):
+            return None
+        if not hasattr(self, "_index"):
+            self._index = {values: i for i, values in enumerate(self._all_grids)}
+        return self._index.get(tuple(params[name] for name in self._param_names))
 
 
 def sampler_kind(cfg: DictConfig) -> str:

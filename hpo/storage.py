@@ -130,6 +130,15 @@ def open_storage(cfg: StorageConfig) -> BaseStorage:
     )
 
 
+MAX_RETRY = 3  # a failed trial's parameters run again at most this often, unless storage.max_retry
+
+
+def max_retry(study: optuna.Study) -> int:
+    """How often a failed trial's parameters are run again: ``storage.max_retry``."""
+    stale = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    return stale.max_retry if isinstance(stale, StaleTrials) else MAX_RETRY
+
+
 class StaleTrials:
     """Called by Optuna for each trial whose heartbeat stopped (its worker died).
 

@@ -47,6 +47,7 @@ from hpo.pruning import StepReports
 from hpo.records import PARENT_ATTR, RUN_ATTR, TrialRecord
 from hpo.samplers import (
     RESEEDED,
+    GridSampler,
     build_pruner,
     build_sampler,
     sampler_kind,
@@ -59,6 +60,7 @@ from hpo.storage import (
     display_url,
     is_outage,
     mask,
+    max_retry,
     open_storage,
     retrying,
     study_lock,
@@ -70,7 +72,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-MAX_RETRY = 3  # a dead worker's trial runs again at most this often, unless storage.max_retry
 WAIT_SECONDS = 1.0  # how often a worker waiting on others' running trials looks again
 UNOWNED_SECONDS = 120.0  # a RUNNING trial no worker has marked by then is failed
 CV_ATTR = "cv"  # {"std", "fold_values", "info"} of a trial's cross-validation
@@ -116,6 +117,8 @@ def make_plan(cfg: DictConfig) -> Plan:
     kind = sampler_kind(cfg.sampler)
     extra = pareto.extra_objectives(spec, kind)
     sampler = build_sampler(cfg.sampler, space)
+    if isinstance(sampler, GridSampler):
+        sampler.max_retry = int(cfg.storage.max_retry)
     pruner = pareto.without_pruning(extra, build_pruner(cfg.pruner))
     budget = spec.n_trials
     if kind == "grid":  # past the grid size the grid sampler would only repeat points
@@ -258,7 +261,7 @@ def _reap_orphans(study: optuna.Study, tracker: Tracker | None) -> None:
         if not worker.startswith(host + ":") or _alive(int(worker.rsplit(":", 1)[1])):
             continue
         study.tell(trial.number, state=TrialState.FAIL)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=_max_retry(study))  # same params
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry(study))  # same params
         retry(study, study._storage.get_trial(trial._trial_id))
         log.warning(
             "trial %d was left running by dead process %s: marked FAIL", trial.number, worker
@@ -335,11 +338,6 @@ def _every(
         thread.join()
 
 
-def _max_retry(study: optuna.Study) -> int:
-    stale = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
-    return stale.max_retry if isinstance(stale, StaleTrials) else MAX_RETRY
-
-
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -372,11 +370,16 @@ def claim(
         with study_lock(storage, study.study_name):
             trials = study.get_trials(deepcopy=False)
             counted = [t for t in trials if t.state in COUNTED]
-            if budget is None or len(counted) < budget:
+            grid = study.sampler if isinstance(study.sampler, GridSampler) else None
+            free, taken = grid.points_left(study) if grid else (1, 0)
+            if free and (budget is None or len(counted) < budget):
                 if sampler_for is not None:
                     study.sampler = sampler_for(len(trials))
                 return study.ask()
-            if sum(t.state != TrialState.RUNNING for t in counted) >= budget:
+            if not free and not taken:
+                return None  # every grid point is done, or failed too often to try again
+            finished = sum(t.state != TrialState.RUNNING for t in counted)
+            if free and budget is not None and finished >= budget:
                 return None
         if time.monotonic() >= deadline:
             return None

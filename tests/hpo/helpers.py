@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,4 +78,21 @@ class LockstepObjective(PriorObjective):
                 time.sleep(0.05)
             self._met = True
         time.sleep(self.tick - time.time() % self.tick)
+        return super().fit_predict(params, fold, report)
+
+
+@dataclass
+class FlakyObjective(PriorObjective):
+    """PriorObjective that fails the first time it meets each ``x`` in ``flaky`` (in-process)."""
+
+    flaky: list[float] = field(default_factory=list)
+    _seen: set[float] = field(default_factory=set)
+
+    def fit_predict(
+        self, params: dict[str, Any], fold: FoldData, report: Reporter | None = None
+    ) -> FoldOutput:
+        x = params.get("x", 0)
+        if x in self.flaky and x not in self._seen:
+            self._seen.add(x)
+            raise RuntimeError(f"x={x}: a passing failure")
         return super().fit_predict(params, fold, report)
