@@ -413,12 +413,27 @@ def is_outage(err: BaseException) -> bool:
     connection, a lock held past lock_timeout (an OperationalError too), a session the
     server ended (idle_in_transaction_session_timeout: an InternalError on a connection
     SQLAlchemy invalidates), or no free connection in the pool (a TimeoutError)."""
-    err = _cause(err)
+    return any(_lost_connection(e) for e in _chain(err))
+
+
+def _lost_connection(err: BaseException) -> bool:
     if isinstance(err, exc.DBAPIError) and err.connection_invalidated:
         return True
     return isinstance(
         err, exc.OperationalError | exc.InterfaceError | exc.TimeoutError
     ) or _is_redis_outage(err)
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """The error and the ones it was raised from or while handling: a dropped connection
+    can surface as Optuna's StorageInternalError from SQLAlchemy's PendingRollbackError,
+    raised while handling the OperationalError that says what happened."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen and len(seen) < 10:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def _cause(err: BaseException) -> BaseException:

@@ -415,3 +415,17 @@ def test_a_trial_whose_worker_elsewhere_stopped_beating_is_failed_and_retried():
         assert retry.params == dead.params, "the same parameters are run again"
         assert retry.system_attrs["failed_trial"] == dead.number
         storage.engine.dispose()
+
+
+def test_a_dropped_connection_behind_a_pending_rollback_is_an_outage():
+    """What Optuna raises when the server vanished mid-query (seen in CI): wait it out."""
+    dropped = exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+    pending = exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
+    pending.__context__ = dropped  # raised while handling it, as SQLAlchemy does
+    wrapped = optuna.exceptions.StorageInternalError("An exception is raised during the commit")
+    wrapped.__cause__ = pending
+    assert is_outage(wrapped)
+
+    bad_query = optuna.exceptions.StorageInternalError("commit failed")
+    bad_query.__cause__ = exc.ProgrammingError("SELECT", {}, Exception("syntax error"))
+    assert not is_outage(bad_query)
