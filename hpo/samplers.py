@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections import Counter
@@ -83,9 +84,12 @@ class GridSampler(optuna.samplers.GridSampler):
         params = trial.params or attrs.get("fixed_params") or {}
         if not all(name in params for name in self._param_names):
             return None
-        if not hasattr(self, "_index"):
-            self._index = {values: i for i, values in enumerate(self._all_grids)}
-        return self._index.get(tuple(params[name] for name in self._param_names))
+        return self._grid_index.get(tuple(params[name] for name in self._param_names))
+
+    @functools.cached_property
+    def _grid_index(self) -> dict[tuple[Any, ...], int]:
+        """Grid id of each point's values (in ``_param_names`` order)."""
+        return {tuple(values): i for i, values in enumerate(self._all_grids)}
 
 
 def sampler_kind(cfg: DictConfig) -> str:

@@ -164,7 +164,7 @@ class StaleTrials:
 def _rdb(url: str, cfg: StorageConfig, where: str = "storage.url") -> RDBStorage:
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
-        url = _psycopg(url)
+        url = psycopg_url(url)
         engine_kwargs = {
             "pool_pre_ping": True,
             "pool_size": 2,
@@ -188,7 +188,7 @@ def _rdb(url: str, cfg: StorageConfig, where: str = "storage.url") -> RDBStorage
         ) from None
 
 
-def _psycopg(url: str) -> str:
+def psycopg_url(url: str) -> str:
     """``postgresql://`` means psycopg2 to SQLAlchemy; hpo installs psycopg (3)."""
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -271,7 +271,7 @@ def init_lock(url: str, name: str) -> Iterator[None]:
     """Serialize one-time schema creation (Optuna's or MLflow's tables): processes starting
     together on an empty database would otherwise race on CREATE TABLE and fail."""
     if url.startswith("postgresql"):
-        url = _psycopg(url)
+        url = psycopg_url(url)
         # keepalives only: creating tables may take minutes while waiters queue up
         engine = create_engine(
             url, poolclass=NullPool, connect_args=pg_connect_args(url, timeouts=False)

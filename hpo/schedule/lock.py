@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from hpo.errors import UserError
-from hpo.storage import mask
+from hpo.storage import mask, pg_connect_args, psycopg_url
 
 
 class AlreadyRunning(UserError):
@@ -97,14 +97,14 @@ def _read(info: Path) -> str:
 
 @contextlib.contextmanager
 def _pg_lock(url: str, study: str, night: str) -> Iterator[None]:
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    url = psycopg_url(url)
     name = f"hpo-nightly {night} {holder()}"[:63]  # shown to others in pg_stat_activity
     engine = create_engine(
         url,
         poolclass=NullPool,
         isolation_level="AUTOCOMMIT",  # no transaction left open all night
-        connect_args={"connect_timeout": 10, "application_name": name, **SESSION_KEEPALIVE},
+        # keepalives (no lock or idle timeouts: the session idles all night holding the lock)
+        connect_args={**pg_connect_args(url, timeouts=False), "application_name": name},
     )
     key = lock_key(study)
     try:
@@ -116,6 +116,7 @@ def _pg_lock(url: str, study: str, night: str) -> Iterator[None]:
             f"({mask(str(err).splitlines()[0])}): check storage.url and that the database is up"
         ) from None
     try:
+        # exempt from a server-wide idle_session_timeout (14+), which would free the lock mid-night
         if (connection.dialect.server_version_info or (0,)) >= (14,):
             connection.execute(text("SET idle_session_timeout = 0"))
         locked = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
@@ -128,17 +129,6 @@ def _pg_lock(url: str, study: str, night: str) -> Iterator[None]:
     finally:
         connection.close()
         engine.dispose()
-
-
-# The lock lives as long as one idle session: TCP keepalives notice a vanished peer (either
-# side) in about a minute; the session is also exempted from a server-wide
-# idle_session_timeout (PostgreSQL 14+) that would end it, and free the lock, mid-night.
-SESSION_KEEPALIVE = {
-    "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 3,
-}
 
 
 def lock_key(study: str) -> int:

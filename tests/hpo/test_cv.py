@@ -507,10 +507,9 @@ def test_epoch_reports_of_side_by_side_folds_are_judged_in_step_order():
     assert judged[3] == expected, "fold 2 finished first, yet was judged last"
 
 
-def test_a_later_folds_report_prunes_at_its_own_step_and_names_its_fold():
-    """Pruned at fold 1's epoch 2 (step 6): fold 0's steps were all judged first."""
+def pruned_side_by_side(objective: EpochObjective, from_step: int) -> FoldsPruned:
+    """Three folds at once, pruned at the first step >= ``from_step``: the exception."""
     data = regression_data()
-    objective = EpochObjective()
     with pytest.raises(FoldsPruned) as err:
         cross_validate(
             objective,
@@ -519,29 +518,25 @@ def test_a_later_folds_report_prunes_at_its_own_step_and_names_its_fold():
             _kfold(data, 3),
             get_metric("rmse"),
             seed=0,
-            should_prune=lambda s, v: s >= 6,
+            should_prune=lambda s, v: s >= from_step,
             n_jobs=3,
         )
-    assert str(err.value) == "pruned at epoch 3 of fold 1"
-    info = err.value.result.info
+    return err.value
+
+
+def test_a_later_folds_report_prunes_at_its_own_step_and_names_its_fold():
+    """Pruned at fold 1's epoch 2 (step 6): fold 0's steps were all judged first."""
+    objective = EpochObjective()
+    pruned = pruned_side_by_side(objective, from_step=6)
+    assert str(pruned) == "pruned at epoch 3 of fold 1"
+    info = pruned.result.info
     assert (info["pruned_fold"], info["pruned_epoch"]) == (1, 3)
     assert objective.ran[0] == 4, "fold 0 ran to its end: none of its steps prunes"
 
 
 def test_a_first_fold_report_that_prunes_stops_the_folds_beside_it():
-    data = regression_data()
     objective = EpochObjective(epochs=50)
-    with pytest.raises(FoldsPruned) as err:
-        cross_validate(
-            objective,
-            {},
-            data,
-            _kfold(data, 3),
-            get_metric("rmse"),
-            seed=0,
-            should_prune=lambda s, v: s >= 1,
-            n_jobs=3,
-        )
-    assert str(err.value) == "pruned at epoch 2 of fold 0"
+    pruned = pruned_side_by_side(objective, from_step=1)
+    assert str(pruned) == "pruned at epoch 2 of fold 0"
     assert objective.ran[0] == 2
     assert max(objective.ran.values()) < 50, "the folds beside it stopped early"
