@@ -422,17 +422,21 @@ def evaluate(
     plan: Plan, study: optuna.Study, trial: optuna.Trial, tracker: Tracker | None
 ) -> TrialRecord:
     """Run one trial and tell Optuna its outcome; returns what the tracker logs."""
-    run_id = tracker.start_trial(trial.number) if tracker else None
-    owner = {"worker": f"{socket.gethostname()}:{os.getpid()}", RUN_ATTR: run_id}
-
-    def claim_ownership() -> None:
-        for key, value in owner.items():
-            if value:
-                trial.set_user_attr(key, value)
-
-    retrying(claim_ownership, plan.outage_limit, "starting a trial")
-    params: dict[str, Any] = {}
+    run_id: str | None = None
     interrupted: BaseException | None = None
+    try:  # Ctrl-C or SIGTERM while starting: the trial still ends as FAIL, its run KILLED
+        run_id = tracker.start_trial(trial.number) if tracker else None
+        owner = {"worker": f"{socket.gethostname()}:{os.getpid()}", RUN_ATTR: run_id}
+
+        def claim_ownership() -> None:
+            for key, value in owner.items():
+                if value:
+                    trial.set_user_attr(key, value)
+
+        retrying(claim_ownership, plan.outage_limit, "starting a trial")
+    except (KeyboardInterrupt, SystemExit) as err:
+        interrupted = err
+    params: dict[str, Any] = {}
     result: CVResult | None = None
     values: list[float] = []
     # pruner=none: no reports at all (each is a storage write, for nothing)
@@ -440,6 +444,8 @@ def evaluate(
         None if isinstance(plan.pruner, optuna.pruners.NopPruner) else StepReports(study, trial)
     )
     try:
+        if interrupted is not None:
+            raise interrupted
         params = plan.space.suggest(trial)
         result = cross_validate(
             plan.objective,

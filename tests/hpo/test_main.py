@@ -165,7 +165,11 @@ def test_sigterm_fails_the_running_trial_kills_its_run_and_exits_143(tmp_path: P
                 study = optuna.load_study(study_name="xgb_imbalanced_ap", storage=storage)
             except KeyError:
                 continue
-            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            running = [  # started: its MLflow run is on it (SIGTERM before that: test below)
+                t
+                for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                if "mlflow_run_id" in t.user_attrs
+            ]
     assert running, "no trial started"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)

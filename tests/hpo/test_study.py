@@ -288,3 +288,29 @@ def test_every_shipped_study_plans_under_each_sampler(make_cfg, study_name, samp
     assert plan.budget is not None and plan.budget >= 1
     if sampler == "grid":
         assert plan.budget <= plan.space.grid_size()
+
+
+def test_an_interrupt_while_a_trial_starts_still_fails_it_and_kills_its_run(
+    make_cfg, monkeypatch
+) -> None:
+    """Ctrl-C (or SIGTERM) just as the trial's owner is written: FAIL and KILLED, not RUNNING."""
+    cfg = make_cfg(*PRIOR, "study.n_trials=2")
+    real = optuna.trial.Trial.set_user_attr
+    calls: list[str] = []
+
+    def interrupted_once(trial: optuna.trial.Trial, key: str, value: object) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real(trial, key, value)
+
+    monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    monkeypatch.undo()
+
+    (trial,) = load(cfg).trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"].startswith("KeyboardInterrupt")
+    _, (child,) = runs(cfg)
+    assert child.info.status == "KILLED"
