@@ -34,7 +34,7 @@ class CVConfig:
 
 @dataclass
 class ExtraObjective:
-    """One more objective of a multi-objective study: a fit fact (CVResult.info) by name."""
+    """One more objective of a multi-objective study: a fit fact (CVResult.fit_facts) by name."""
 
     name: str = MISSING
     direction: str = "minimize"

@@ -161,7 +161,7 @@ class _EpochReports:
         """The exception ending a trial pruned mid-fold, with the fold and epoch it stopped at."""
         assert self.pruned is not None
         fold, step = self.pruned
-        result.info |= {"pruned_fold": float(fold), "pruned_epoch": float(step + 1)}
+        result.fit_facts |= {"pruned_fold": float(fold), "pruned_epoch": float(step + 1)}
         return FoldsPruned(result, f"pruned at epoch {step + 1} of fold {fold}")
 
 
@@ -174,7 +174,7 @@ class CVResult:
     fold_values: list[float]
     oof_index: np.ndarray | None = None  # rows that were scored, and their out-of-fold scores
     oof_scores: np.ndarray | None = None
-    info: dict[str, float] = field(default_factory=dict)
+    fit_facts: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
     fit_seconds: float = 0.0
 
@@ -244,7 +244,7 @@ def cross_validate(
                     if oof is None:
                         oof = np.zeros((len(data.y), *out.scores.shape[1:]), dtype=float)
                     oof[valid], seen[valid] = out.scores, True
-                    infos.append(out.info)
+                    infos.append(out.fit_facts)
                     for key, values in out.curves.items():
                         curves.setdefault(key, []).extend(values)
                     if pooled:
@@ -289,7 +289,7 @@ def _result(
         float(np.mean(fold_values)),
         float(np.std(fold_values)),
         fold_values,
-        info=info,
+        fit_facts=info,
         curves=curves,
         fit_seconds=time.perf_counter() - started,
     )

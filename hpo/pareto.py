@@ -1,7 +1,7 @@
 """Multi-objective studies: the study metric plus fit facts as further objectives.
 
 A study lists further objectives under ``objectives:`` (``{name, direction}``),
-each a fact the objective reports about its fit (``FoldOutput.info``, mean
+each a fact the objective reports about its fit (``FoldOutput.fit_facts``, mean
 over folds), e.g. ``trainable_params`` of the LoRA objective. The Optuna
 study then has several directions and its result is a Pareto front; the
 "best" trial (summary, refit model) is the front's best by the study metric.

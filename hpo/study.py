@@ -460,7 +460,7 @@ def evaluate(
         )
         if not math.isfinite(result.value):
             raise ValueError(f"objective value is {result.value}")
-        values = pareto.values(result.value, result.info, plan.extra)
+        values = pareto.values(result.value, result.fit_facts, plan.extra)
         record = _record(trial.number, "COMPLETE", params, plan, result)
     except FoldsPruned as pruned:
         result = pruned.result
@@ -511,7 +511,7 @@ def _tell(
     """
     try:
         if result is not None:
-            cv = {"std": result.std, "fold_values": result.fold_values, "info": result.info}
+            cv = {"std": result.std, "fold_values": result.fold_values, "info": result.fit_facts}
             trial.set_user_attr(CV_ATTR, cv)
         if record.state == "FAIL":
             trial.set_user_attr("fail_reason", record.tags["hpo.fail_reason"])
@@ -538,7 +538,7 @@ def _record(
         "fit_seconds": result.fit_seconds,
         "n_folds_run": len(result.fold_values),
     }
-    metrics |= {k: v for k, v in result.info.items()}
+    metrics |= {k: v for k, v in result.fit_facts.items()}
     series = {f"{name}_fold": result.fold_values, **result.curves}
     oof = None
     if result.oof_index is not None:

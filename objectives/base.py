@@ -46,7 +46,7 @@ class FoldOutput:
     """Validation scores (probabilities or values) and facts about the fit (rounds, epochs)."""
 
     scores: np.ndarray
-    info: dict[str, float] = field(default_factory=dict)
+    fit_facts: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -96,10 +96,10 @@ class Objective(ABC):
         X: np.ndarray,
         y: np.ndarray,
         n_classes: int,
-        info: dict[str, float],
+        fit_facts: dict[str, float],
         seed: int,
     ) -> Any:
-        """Fit the final model on all data; ``info`` is the mean of the folds' fit facts."""
+        """Fit the final model on all data; ``fit_facts`` is the mean of the folds' fit facts."""
 
     @abstractmethod
     def predict(self, model: Any, X: np.ndarray) -> np.ndarray:

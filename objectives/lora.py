@@ -16,7 +16,7 @@ with the lowest inner loss is the one kept. Every random draw of a fold
 (head and adapter initialisation, batch order, dropout masks) comes from
 the fold's seed, so a trial is reproducible with folds side by side in threads.
 
-Fit facts (``FoldOutput.info``, logged per trial and usable as extra study
+Fit facts (``FoldOutput.fit_facts``, logged per trial and usable as extra study
 objectives): trainable_params, trainable_pct, adapter_kb (the adapter saved
 with save_pretrained, safetensors, head included), train_seconds,
 latency_ms_b1 / latency_ms_b32 (tokenizing and classifying, ms per example,
@@ -210,13 +210,13 @@ class LoRAObjective(Knobs, Objective):
         X: np.ndarray,
         y: np.ndarray,
         n_classes: int,
-        info: dict[str, float],
+        fit_facts: dict[str, float],
         seed: int,
     ) -> LoRAClassifier:
         """Train on all rows for the folds' mean best epoch (the schedule still spans epochs)."""
         knobs = self.knobs(params)
         _use_threads(self.max_threads or torch.get_num_threads())
-        epochs = max(1, round(info.get("best_epoch", knobs.epochs)))
+        epochs = max(1, round(fit_facts.get("best_epoch", knobs.epochs)))
         model, tokenizer = self._build(knobs, n_classes, seed)
         encode = _Encoder(tokenizer, self.max_length)
         _train(model, knobs, encode(X), y, seed, _Stopping.fixed(epochs, knobs.epochs))

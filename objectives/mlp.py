@@ -240,13 +240,13 @@ class MLPObjective(Knobs, Objective):
         X: np.ndarray,
         y: np.ndarray,
         n_classes: int,
-        info: dict[str, float],
+        fit_facts: dict[str, float],
         seed: int,
     ) -> Pipeline:
         """Train on all rows for the folds' mean best epoch; the schedule still spans max_epochs."""
         knobs = self.knobs(params)
         _use_threads(self.max_threads or torch.get_num_threads())
-        epochs = max(1, round(info.get("best_epoch", knobs.max_epochs)))
+        epochs = max(1, round(fit_facts.get("best_epoch", knobs.max_epochs)))
         generator = torch.Generator().manual_seed(seed)
         model = self._pipeline(knobs, X, y, n_classes, generator)
         _train(model, knobs, X, y, generator, _FixedEpochs(epochs))

@@ -142,10 +142,10 @@ class XGBoostObjective(Objective):
         X: np.ndarray,
         y: np.ndarray,
         n_classes: int,
-        info: dict[str, float],
+        fit_facts: dict[str, float],
         seed: int,
     ) -> xgb.Booster:
-        rounds = round(info.get("n_rounds", self.max_rounds) / (1 - self.inner_valid_fraction))
+        rounds = round(fit_facts.get("n_rounds", self.max_rounds) / (1 - self.inner_valid_fraction))
         return xgb.train(
             self.booster_params(params, n_classes, seed),
             xgb.DMatrix(X, label=y),

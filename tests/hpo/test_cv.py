@@ -218,11 +218,11 @@ def test_cross_validate_other_metrics_are_out_of_fold():
     assert result.oof_scores == pytest.approx(oof)
 
 
-def test_cross_validate_averages_info_and_concatenates_curves():
+def test_cross_validate_averages_fit_facts_and_concatenates_curves():
     data = regression_data(n=40)
     folds = _kfold(data, n_splits=4)
     result = cross_validate(MeanObjective(), {}, data, folds, get_metric("mae"), seed=0)
-    assert result.info == {"n_train": pytest.approx(30.0)}
+    assert result.fit_facts == {"n_train": pytest.approx(30.0)}
     assert result.curves == {"curve": [1.0, 0.5] * 4}
 
 
@@ -529,7 +529,7 @@ def test_a_later_folds_report_prunes_at_its_own_step_and_names_its_fold():
     objective = EpochObjective()
     pruned = pruned_side_by_side(objective, from_step=6)
     assert str(pruned) == "pruned at epoch 3 of fold 1"
-    info = pruned.result.info
+    info = pruned.result.fit_facts
     assert (info["pruned_fold"], info["pruned_epoch"]) == (1, 3)
     assert objective.ran[0] == 4, "fold 0 ran to its end: none of its steps prunes"
 

@@ -50,7 +50,7 @@ def test_one_tiny_trial_through_the_harness(kind, data_name, task, metric_name):
 
     assert np.isfinite(result.value) and len(result.fold_values) == 2
     assert result.oof_scores is not None and len(result.oof_scores) == len(data.y)
-    assert result.info and all(np.isfinite(v) for v in result.info.values())
+    assert result.fit_facts and all(np.isfinite(v) for v in result.fit_facts.values())
     assert all(isinstance(v, float) for curve in result.curves.values() for v in curve)
     steps = objective.max_steps({})
     reported = trial.storage.get_trial(trial._trial_id).intermediate_values
@@ -60,7 +60,7 @@ def test_one_tiny_trial_through_the_harness(kind, data_name, task, metric_name):
         assert {steps - 1, 2 * steps - 1} <= set(reported)
         assert max(reported) == 2 * steps - 1
 
-    model = objective.refit({}, data.X, data.y, data.n_classes, result.info, 0)
+    model = objective.refit({}, data.X, data.y, data.n_classes, result.fit_facts, 0)
     scores = objective.predict(model, data.X[:5])
     assert scores.shape == (5, *result.oof_scores.shape[1:])
     assert objective.flavor in {"xgboost", "pytorch", "sklearn"}
@@ -79,6 +79,6 @@ def test_a_pruner_that_always_prunes_stops_in_the_first_fold(kind):
         cross_validate(objective, {}, data, folds, get_metric("f1"), 0, trial_check(trial))
     assert len(pruned.value.result.fold_values) == 1
     if objective.max_steps({}) is not None:
-        assert pruned.value.result.info["pruned_epoch"] == 1
-        assert pruned.value.result.info["epochs_run"] == 1
+        assert pruned.value.result.fit_facts["pruned_epoch"] == 1
+        assert pruned.value.result.fit_facts["epochs_run"] == 1
         assert "pruned at epoch 1 of fold 0" in str(pruned.value)

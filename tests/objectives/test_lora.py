@@ -57,12 +57,14 @@ def test_one_trial_through_the_harness_reports_each_epoch_and_measures_the_adapt
     assert np.isfinite(result.value) and len(result.fold_values) == 2
     assert result.oof_scores is not None and result.oof_scores.shape == (len(tiny.y), 8)
     np.testing.assert_allclose(result.oof_scores.sum(axis=1), 1.0)
-    assert set(result.info) == FACTS
+    assert set(result.fit_facts) == FACTS
     # r=4 on query and value of 6 layers: 2 * 6 * 4 * (384 + 384); the head: 384 * 8 + 8
-    assert result.info["trainable_params"] == 2 * 6 * 4 * 768 + 384 * 8 + 8
-    assert 0 < result.info["trainable_pct"] < 1
-    assert result.info["adapter_kb"] > 4 * result.info["trainable_params"] / 1024  # float32
-    assert result.info["latency_ms_b1"] > 0 and result.info["latency_ms_b32"] > 0
+    assert result.fit_facts["trainable_params"] == 2 * 6 * 4 * 768 + 384 * 8 + 8
+    assert 0 < result.fit_facts["trainable_pct"] < 1
+    assert (
+        result.fit_facts["adapter_kb"] > 4 * result.fit_facts["trainable_params"] / 1024
+    )  # float32
+    assert result.fit_facts["latency_ms_b1"] > 0 and result.fit_facts["latency_ms_b32"] > 0
     # fold i's epoch e is step i * 2 + e; every fold ends at its last step
     assert sorted(trial.storage.get_trial(trial._trial_id).intermediate_values) == [0, 1, 2, 3]
     for curve in ("train_loss", "inner_valid_loss", "inner_valid_accuracy", "inner_valid_f1"):
@@ -74,7 +76,9 @@ def test_more_rank_and_more_modules_mean_more_trainable_parameters(tiny) -> None
     objective = LoRAObjective(**FAST)
     fold = _fold(tiny)
     counts = {
-        (r, t): objective.fit_predict({"r": r, "target_modules": t}, fold).info["trainable_params"]
+        (r, t): objective.fit_predict({"r": r, "target_modules": t}, fold).fit_facts[
+            "trainable_params"
+        ]
         for r, t in [(1, "query_value"), (8, "query_value"), (8, "all_linear")]
     }
     assert counts[(1, "query_value")] < counts[(8, "query_value")] < counts[(8, "all_linear")]

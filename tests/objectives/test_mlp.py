@@ -292,7 +292,7 @@ def test_dropout_draws_from_its_generator_only_in_training():
 def test_early_stopping_keeps_the_best_epoch_and_curves_per_epoch():
     data, _ = fold()
     out = mlp(max_epochs=60, patience=2, width=16).fit_predict({"lr": 0.05}, data)
-    run, best = out.info["epochs_run"], out.info["best_epoch"]
+    run, best = out.fit_facts["epochs_run"], out.fit_facts["best_epoch"]
     assert run < 60, "stopped early"
     assert run == best + 2
     valid = out.curves["inner_valid_loss"]
@@ -303,7 +303,7 @@ def test_early_stopping_keeps_the_best_epoch_and_curves_per_epoch():
         == run
     )
     assert valid[int(best) - 1] == pytest.approx(min(valid))
-    assert out.info["n_params"] == (6 * 16 + 16) * 1 + (16 * 16 + 16) + 17
+    assert out.fit_facts["n_params"] == (6 * 16 + 16) * 1 + (16 * 16 + 16) + 17
 
 
 def test_reports_each_epoch_and_the_last_step_when_stopping_early():
@@ -312,9 +312,9 @@ def test_reports_each_epoch_and_the_last_step_when_stopping_early():
     out = mlp(max_epochs=60, patience=2, width=16).fit_predict(
         {"lr": 0.05}, data, lambda s, v: steps.append((s, v)) or False
     )
-    run = int(out.info["epochs_run"])
+    run = int(out.fit_facts["epochs_run"])
     assert [s for s, _ in steps] == [*range(run), 59]
-    best = int(out.info["best_epoch"])
+    best = int(out.fit_facts["best_epoch"])
     accuracy = out.curves["inner_valid_accuracy"]
     assert steps[-1][1] == accuracy[best - 1]  # the value of the model the fold returns
     assert steps[run - 1][1] == accuracy[best - 1]
@@ -323,7 +323,7 @@ def test_reports_each_epoch_and_the_last_step_when_stopping_early():
 def test_a_pruned_fold_stops_at_once():
     data, _ = fold()
     out = mlp(max_epochs=20, width=16).fit_predict({}, data, lambda step, value: step >= 1)
-    assert out.info["epochs_run"] == 2
+    assert out.fit_facts["epochs_run"] == 2
     assert len(out.curves["train_loss"]) == 2
 
 
@@ -332,7 +332,7 @@ def test_a_fold_stops_after_the_epoch_in_which_the_trial_ended_elsewhere():
     ended = iter([False, False, True])  # asked once per epoch
     data.stopped = lambda: next(ended)
     out = mlp(max_epochs=20, width=16).fit_predict({}, data)
-    assert out.info["epochs_run"] == 3
+    assert out.fit_facts["epochs_run"] == 3
     assert len(out.curves["inner_valid_loss"]) == 2
 
 

@@ -41,7 +41,7 @@ def test_binary_scores_are_probabilities():
 def test_n_rounds_is_chosen_by_early_stopping():
     data, _ = fold()
     out = objective().fit_predict(PARAMS, data)
-    n_rounds = out.info["n_rounds"]
+    n_rounds = out.fit_facts["n_rounds"]
     assert n_rounds == int(n_rounds)
     assert 1 <= n_rounds <= MAX_ROUNDS
     curve = out.curves["inner_valid_loss"]
@@ -64,7 +64,7 @@ def test_regression_predicts_values():
     ss_res = np.sum((y_valid - out.scores) ** 2)
     ss_tot = np.sum((y_valid - y_valid.mean()) ** 2)
     assert 1 - ss_res / ss_tot > 0.5
-    assert 1 <= out.info["n_rounds"] <= MAX_ROUNDS
+    assert 1 <= out.fit_facts["n_rounds"] <= MAX_ROUNDS
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 0])
@@ -80,7 +80,7 @@ def test_early_stopping_never_sees_the_scored_rows(n_classes):
         objective(task).fit_predict(PARAMS, FoldData(data.X_train, data.y_train, X, n_classes, 0))
         for X in (data.X_valid, shuffled, other)
     ]
-    assert len({o.info["n_rounds"] for o in outs}) == 1
+    assert len({o.fit_facts["n_rounds"] for o in outs}) == 1
     assert outs[1].curves == outs[0].curves == outs[2].curves
 
 
@@ -210,7 +210,7 @@ def test_reports_the_study_metric_of_the_best_round_every_n_rounds():
     assert [step for step, _ in reports] == [0, 1, 2]
     assert all(0 < value <= 1 for _, value in reports)
     # the last report scores the model the fold returns (early stopping's best round)
-    assert out.info["n_rounds"] <= MAX_ROUNDS
+    assert out.fit_facts["n_rounds"] <= MAX_ROUNDS
 
 
 def test_an_early_stopped_fold_still_ends_at_the_last_step():
@@ -219,7 +219,7 @@ def test_an_early_stopped_fold_still_ends_at_the_last_step():
     steps = []
     objective = reporting(every=2, max_rounds=400, early_stopping_rounds=3)
     out = objective.fit_predict(PARAMS, data, lambda step, value: steps.append(step) or False)
-    assert out.info["n_rounds"] < 400, "early stopping should end this fold before 400 rounds"
+    assert out.fit_facts["n_rounds"] < 400, "early stopping should end this fold before 400 rounds"
     assert steps[-1] == objective.max_steps(PARAMS) - 1 == 199
     assert steps[:-1] == list(range(len(steps) - 1))
 
