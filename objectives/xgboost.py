@@ -21,7 +21,7 @@ import numpy as np
 import xgboost as xgb
 from sklearn.model_selection import train_test_split
 
-from objectives.base import FoldData, FoldOutput, Objective, Reporter
+from objectives.base import BadSetting, FoldData, FoldOutput, Objective, Reporter
 
 TASKS = ("classification", "regression")
 
@@ -42,11 +42,10 @@ class XGBoostObjective(Objective):
 
     def validate(self, values: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Refuse a fixed setting XGBoost would fail on (or misread) in every trial."""
-        from hpo.errors import UserError
 
-        def refuse(key: str, problem: str, fix: str) -> UserError:
+        def refuse(key: str, problem: str, fix: str) -> BadSetting:
             value = getattr(self, key)
-            return UserError(f"study.objective.{key}={value!r} {problem}: {fix}")
+            return BadSetting(f"study.objective.{key}={value!r} {problem}: {fix}")
 
         if self.task not in TASKS:
             raise refuse("task", f"is not one of {', '.join(TASKS)}", "use one of them")

@@ -16,8 +16,8 @@ from transformers import AutoModelForSequenceClassification
 from hpo.config import CVConfig
 from hpo.cv import cross_validate, make_folds
 from hpo.data import Dataset, load_data
-from hpo.errors import UserError
 from hpo.metrics import get_metric
+from objectives.base import BadSetting
 from objectives.lora import LoRAObjective, default_model_path
 
 # 8 intents x 12 utterances, one short epoch: seconds per fit.
@@ -217,7 +217,7 @@ def test_binary_tasks_score_class_one(tiny) -> None:
 
 
 def test_a_missing_model_folder_is_a_user_error(tmp_path: Path, tiny) -> None:
-    with pytest.raises(UserError, match=r"model folder .* not found.*study\.objective\.model_path"):
+    with pytest.raises(BadSetting, match=r"model folder .* not found.*objective\.model_path"):
         LoRAObjective(**FAST, model_path=str(tmp_path / "nope"))
 
 

@@ -183,22 +183,22 @@ def test_unknown_or_impossible_settings_are_refused_with_the_name():
     ],
 )
 def test_validate_refuses_a_bad_fixed_setting_by_its_key(settings, expected):
-    from hpo.errors import UserError
+    from objectives.base import BadSetting
 
-    with pytest.raises(UserError, match=re.escape(expected)):
+    with pytest.raises(BadSetting, match=re.escape(expected)):
         MLPObjective(**settings).validate()
 
 
 def test_validate_refuses_a_value_the_space_can_give():
-    from hpo.errors import UserError
+    from objectives.base import BadSetting
 
-    with pytest.raises(UserError, match=r"study.space.activation offers activation='foo'"):
+    with pytest.raises(BadSetting, match=r"study.space.activation offers activation='foo'"):
         mlp().validate({"activation": ("relu", "foo")})
-    with pytest.raises(UserError, match=r"study.space.dropout offers dropout=1.5"):
+    with pytest.raises(BadSetting, match=r"study.space.dropout offers dropout=1.5"):
         mlp().validate({"dropout": (0.0, 1.5)})
-    with pytest.raises(UserError, match=r"study.space.width_2 offers width_2=0"):
+    with pytest.raises(BadSetting, match=r"study.space.width_2 offers width_2=0"):
         mlp().validate({"width_2": (0, 8)})
-    with pytest.raises(UserError, match=r"study.space.depth is not a setting of the MLP"):
+    with pytest.raises(BadSetting, match=r"study.space.depth is not a setting of the MLP"):
         mlp().validate({"depth": (1, 3)})
     mlp().validate(
         {"activation": ("relu", "gelu", "silu", "tanh"), "width_1": (8, 64), "lr": (1e-4, 0.1)}

@@ -252,9 +252,9 @@ def test_a_pruned_report_ends_boosting_at_once():
     ],
 )
 def test_validate_refuses_a_bad_fixed_setting_by_its_key(key, value):
-    from hpo.errors import UserError
+    from objectives.base import BadSetting
 
-    with pytest.raises(UserError, match="^" + re.escape(f"study.objective.{key}={value!r} ")):
+    with pytest.raises(BadSetting, match="^" + re.escape(f"study.objective.{key}={value!r} ")):
         XGBoostObjective(**{key: value}).validate()
 
 
