@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hpo.cv import cross_validate
+from hpo.pareto import best_on_front
 from hpo.records import PARENT_ATTR
 from hpo.study import CV_ATTR, Plan
 
@@ -100,7 +101,8 @@ def challenge(
     Idempotent: a rerun of the night with the same best trial returns the
     decision already recorded on the parent run.
     """
-    best = study.best_trial
+    # the trial whose model the study refit: a Pareto study's front's best by the metric
+    best = study.best_trial if len(study.directions) == 1 else best_on_front(study)
     parent_id = study.user_attrs[PARENT_ATTR]
     parent = client.get_run(parent_id).data.tags
     if parent.get(PREFIX + "trial") == str(best.number):

@@ -53,7 +53,7 @@ def warm_start(
     name = plan.spec.name
     with study_lock(storage, name):
         study = optuna.create_study(
-            storage=storage, study_name=name, direction=plan.direction, load_if_exists=True
+            storage=storage, study_name=name, directions=plan.directions, load_if_exists=True
         )
         if ATTR in study.user_attrs:
             done = study.user_attrs[ATTR]
@@ -99,21 +99,22 @@ def warm_start(
 def _previous(
     storage: optuna.storages.BaseStorage, base: str, night: str, plan: Plan
 ) -> optuna.Study | None:
-    """The latest earlier night with a completed trial, for the same metric and direction."""
+    """The latest earlier night with a completed trial, for the same metric and directions."""
     earlier = [n for d, n in nights(optuna.get_all_study_names(storage), base).items() if d < night]
     for name in reversed(earlier):
         study = optuna.load_study(study_name=name, storage=storage)
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             continue
         metric = study.user_attrs.get("metric")
-        if study.direction.name.lower() != plan.direction or metric != plan.spec.metric:
+        directions = [d.name.lower() for d in study.directions]
+        if directions != plan.directions or metric != plan.spec.metric:
             log.warning(
                 "warm start: none, %s optimized %s (%s), tonight is %s (%s)",
                 name,
                 metric,
-                study.direction.name.lower(),
+                ", ".join(directions),
                 plan.spec.metric,
-                plan.direction,
+                ", ".join(plan.directions),
             )
             return None
         return study
@@ -121,10 +122,16 @@ def _previous(
 
 
 def top(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The ``k`` best completed trials with distinct parameters, best first."""
+    """The ``k`` best completed trials with distinct parameters, best first.
+
+    Best by the study metric (the first objective); in a multi-objective study
+    the Pareto front's trials come first, so a front is carried over whole.
+    """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    ranked = sorted(complete, key=lambda t: t.value, reverse=reverse)  # type: ignore[arg-type,return-value]
+    reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    front = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
+    ranked = sorted(complete, key=lambda t: t.values[0], reverse=reverse)
+    ranked.sort(key=lambda t: t.number not in front)  # stable: the front first, each by metric
     chosen: list[FrozenTrial] = []
     seen: set[str] = set()
     for trial in ranked:

@@ -217,6 +217,23 @@ def test_warm_start_skips_parameters_that_do_not_fit_naming_them(nights: Nights)
     assert sum("warm start: skipped" in w and "parameter 'x'" in w for w in nights.warnings) == 2
 
 
+def test_a_multi_objective_night_warm_starts_from_the_last_nights_front(
+    tmp_path: Path, mlflow_uri: str
+) -> None:
+    """A Pareto study (study.objectives) runs nightly: tonight's study gets every direction."""
+    found = Nights(f"pareto_{uuid.uuid4().hex[:8]}", str(tmp_path / "optuna.journal"), mlflow_uri)
+    write_data(tmp_path / "data.csv")
+    pareto = ("+study.objectives=[{name: calls, direction: minimize}]", "schedule.warm_start=2")
+    for night, budget in zip(NIGHTS[:2], (3, 3), strict=True):
+        run_scheduled(compose_cfg(found, night, f"study.n_trials={budget}", *pareto))
+    first, second = found.study(NIGHTS[0]), found.study(NIGHTS[1])
+    assert [d.name for d in second.directions] == ["MINIMIZE", "MINIMIZE"]
+    warmed = [t for t in second.trials if "warm_start" in t.user_attrs]
+    assert len(warmed) == 2
+    front = sorted(first.best_trials, key=lambda t: t.values[0])
+    assert warmed[0].params == front[0].params, "the front's best by the study metric first"
+
+
 def test_the_first_night_promotes_its_winner(nights: Nights) -> None:
     tags = nights.parent(NIGHTS[0]).data.tags
     assert tags["hpo.champion.decision"] == "first"
