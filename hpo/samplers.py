@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,47 @@ from hpo.space import Space
 from hpo.storage import MAX_RETRY
 
 log = logging.getLogger(__name__)
-RESEEDED = ("random", "tpe", "cmaes")  # samplers drawn afresh per trial (trial_sampler)
+RESEEDED = ("random", "tpe", "cmaes")  # transition: read sampler_traits(cfg) instead
+TRAITS_KEY = "hpo"  # the sampler YAML's mapping of what hpo must know (not passed to the sampler)
+
+
+@dataclass(frozen=True)
+class SamplerTraits:
+    """What the runner must know of a sampler, read from its YAML's ``hpo:`` mapping.
+
+    ``reseed_per_trial``: workers built from one config would draw the same
+    points in step, so each trial gets a sampler seeded by its number
+    (``trial_sampler``); only for samplers whose state lives in the storage.
+    ``multi_objective``: the sampler can optimize several objectives.
+    """
+
+    reseed_per_trial: bool
+    multi_objective: bool
+
+
+def sampler_traits(cfg: DictConfig) -> SamplerTraits:
+    """The sampler's traits: its YAML's ``hpo:`` mapping, else what its class suggests.
+
+    A sampler YAML without ``hpo:`` is reseeded when its class takes a seed (and
+    is not a grid, whose seed orders its points), and taken as multi-objective.
+    """
+    given = cfg.get(TRAITS_KEY) or {}
+    unknown = set(given) - {"reseed_per_trial", "multi_objective"}
+    if unknown:
+        raise UserError(
+            f"sampler.{TRAITS_KEY}.{sorted(unknown)[0]} is not a sampler trait: "
+            f"use sampler.{TRAITS_KEY}.reseed_per_trial or sampler.{TRAITS_KEY}.multi_objective"
+        )
+    try:
+        cls = get_class(str(cfg.get("_target_")))
+    except Exception:
+        cls = None  # no such class: building the sampler names it
+    takes_seed = cls is not None and "seed" in inspect.signature(cls).parameters
+    is_grid = cls is not None and issubclass(cls, optuna.samplers.GridSampler)
+    return SamplerTraits(
+        reseed_per_trial=bool(given.get("reseed_per_trial", takes_seed and not is_grid)),
+        multi_objective=bool(given.get("multi_objective", True)),
+    )
 
 
 class GridSampler(optuna.samplers.GridSampler):
@@ -163,9 +204,10 @@ def _instantiate(cfg: DictConfig, group: str, **extra: Any) -> Any:
     options = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(options, dict)
     target = str(options.get("_target_", ""))
+    options.pop(TRAITS_KEY, None)  # hpo's, not the sampler's
     _check_types(options, group)
     try:
-        return instantiate(cfg, **extra)
+        return instantiate(options, **extra)
     except Exception as err:
         cause = str(err.__cause__ or err).splitlines()[0]
         named = [str(k) for k in options if k != "_target_" and str(k) in cause]

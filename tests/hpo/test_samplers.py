@@ -6,9 +6,10 @@ import math
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 
 from hpo.errors import UserError
-from hpo.samplers import build_pruner, build_sampler, trial_sampler
+from hpo.samplers import SamplerTraits, build_pruner, build_sampler, sampler_traits, trial_sampler
 from hpo.space import parse_space
 from hpo.study import claim
 
@@ -86,3 +87,38 @@ def test_cmaes_options_in_the_config_are_accepted(make_cfg) -> None:
         "study=tiny_prior", "sampler=cmaes", "sampler.popsize=8", "sampler.lr_adapt=true"
     )
     assert isinstance(build_sampler(cfg.sampler, SPACE), optuna.samplers.CmaEsSampler)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "reseeded", "multi"),
+    [
+        ("random", True, True),
+        ("tpe", True, True),
+        ("cmaes", True, False),
+        ("grid", False, True),
+        ("nsga2", False, True),
+    ],
+)
+def test_each_shipped_sampler_states_its_traits_in_its_yaml(
+    make_cfg, sampler: str, reseeded: bool, multi: bool
+) -> None:
+    cfg = make_cfg("study=tiny_prior", f"sampler={sampler}")
+    assert sampler_traits(cfg.sampler) == SamplerTraits(reseeded, multi)
+    gridded = parse_space({"x": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.5}})
+    assert isinstance(build_sampler(cfg.sampler, gridded), optuna.samplers.BaseSampler)
+
+
+def test_a_sampler_yaml_without_traits_is_reseeded_when_its_class_takes_a_seed() -> None:
+    """A new sampler is one YAML: without ``hpo:``, workers still do not draw in step."""
+    qmc = OmegaConf.create({"_target_": "optuna.samplers.QMCSampler", "seed": 3})
+    assert sampler_traits(qmc) == SamplerTraits(reseed_per_trial=True, multi_objective=True)
+    assert isinstance(build_sampler(qmc, SPACE), optuna.samplers.QMCSampler)
+    unseeded = OmegaConf.create({"_target_": "optuna.samplers.QMCSampler", "hpo": {}})
+    unseeded.hpo.reseed_per_trial = False
+    assert not sampler_traits(unseeded).reseed_per_trial
+
+
+def test_a_misspelt_trait_is_refused_naming_the_traits() -> None:
+    cfg = OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "hpo": {"reseed": 1}})
+    with pytest.raises(UserError, match=r"sampler\.hpo\.reseed is not a sampler trait"):
+        sampler_traits(cfg)
