@@ -22,10 +22,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from hpo.cli import composition_error, fail, missing_option
 from hpo.config import CONF_DIR, register_configs
 from hpo.errors import UserError
 from hpo.secrets import hide_secrets
-from hpo.storage import DatabaseOutage, mask
+from hpo.storage import DatabaseOutage
 
 if TYPE_CHECKING:
     from hpo.report import Summary
@@ -83,52 +84,18 @@ def main() -> None:
         if _failures:
             raise _failures[0]
     except UserError as err:
-        _fail(str(err))
+        fail(str(err))
     except DatabaseOutage as err:
-        _fail(str(err), status=1)
+        fail(str(err), status=1)
     except MissingConfigException as err:
-        _fail(_missing_option(err))
+        fail(missing_option(err))
     except (HydraException, OmegaConfBaseException) as err:
-        _fail(_composition_error(err))
+        fail(composition_error(err))
     except KeyboardInterrupt:
         print(
             "interrupted: finished trials are kept; run the same command to resume", file=sys.stderr
         )
         sys.exit(130)
-
-
-def _fail(message: str, status: int = 2) -> NoReturn:
-    print(f"error: {mask(message)}", file=sys.stderr)
-    sys.exit(status)
-
-
-def _missing_option(err: MissingConfigException) -> str:
-    missing = err.missing_cfg_file or ""
-    if "/" in missing:
-        group, option = missing.split("/", 1)
-        options = ", ".join(err.options or [])
-        return f"unknown {group} '{option}': choose {group}= one of {options}"
-    return _first_line(err)
-
-
-def _composition_error(err: BaseException) -> str:
-    """One line for a bad override: the key or value at fault and what to do."""
-    text = str(err)
-    if text.startswith("Could not override '"):
-        key = text.split("'")[1]
-        return (
-            f"unknown key '{key}': check its spelling against --cfg job, "
-            f"or add a new key with +{key}=VALUE"
-        )
-    return _first_line(err) + " (see --help for groups and keys)"
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    cause = err.__cause__
-    if len(lines) <= 1 and cause is not None and str(cause).strip():
-        lines.append(str(cause).strip().splitlines()[0])
-    return "; ".join(lines[:2]) if lines else type(err).__name__
 
 
 if __name__ == "__main__":

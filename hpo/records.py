@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the study's parent run
-RUN_ATTR = "mlflow_run_id"  # trial user attr: the trial's child run
+from hpo.names import PARENT_ATTR as PARENT_ATTR  # transition: import them from hpo.names
+from hpo.names import RUN_ATTR as RUN_ATTR
 
 
 @dataclass

@@ -1,71 +1,16 @@
-"""hpo.check: a real study in real stores, MLflow damaged by hand, then reported and repaired."""
+"""hpo.check: a real study, MLflow damaged by hand, each mismatch found and repaired."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import optuna
-import pytest
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpo.check import ORPHAN, Mismatch, check, open_check
-from hpo.errors import UserError
+from hpo.check import ORPHAN, check, open_check
 from hpo.records import PARENT_ATTR, RUN_ATTR
 from hpo.storage import open_storage
-from hpo.study import run
-
-REPO = Path(__file__).parents[2]
-# a grid of two points, one of which fails: COMPLETE and FAIL trials (a failed point is retried)
-TWO_STATES = [
-    "study=tiny_prior",
-    "pruner=none",
-    "sampler=grid",
-    "+study.space.x.grid=[0.1,0.9]",
-    "+study.objective.fail_above=0.5",
-    "tracking.writer=inline",
-    "n_jobs=1",
-]
-
-
-@pytest.fixture
-def cfg(make_cfg) -> DictConfig:
-    """A finished study with COMPLETE and FAIL trials, and its MLflow experiment."""
-    cfg = make_cfg(*TWO_STATES)
-    run(cfg)
-    return cfg
-
-
-def trials(cfg: DictConfig) -> dict[TrialState, optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=cfg.study.name, storage=open_storage(cfg.storage))
-    by_state = {t.state: t for t in reversed(study.trials)}  # the first of each state
-    assert set(by_state) == {TrialState.COMPLETE, TrialState.FAIL}
-    return by_state
-
-
-def client(cfg: DictConfig) -> MlflowClient:
-    return MlflowClient(cfg.tracking.uri)
-
-
-def run_of(cfg: DictConfig, trial: optuna.trial.FrozenTrial) -> Run:
-    return client(cfg).get_run(trial.user_attrs[RUN_ATTR])
-
-
-def problems(found: list[Mismatch]) -> list[tuple[int, str]]:
-    """(trial number or -1, problem), sorted."""
-    return sorted((-1 if m.trial is None else m.trial, m.problem) for m in found)
-
-
-def repair(cfg: DictConfig) -> None:
-    """Repair, then the study and its experiment agree."""
-    assert check(cfg, repair=True) == 0
-    assert open_check(cfg).mismatches() == []
+from tests.hpo.check.conftest import client, problems, repair, run_of, trials
 
 
 def test_a_study_and_its_experiment_agree_after_a_run(cfg: DictConfig, capsys) -> None:
@@ -216,38 +161,3 @@ def test_a_parent_left_running_is_closed_as_killed(cfg: DictConfig) -> None:
     assert problems(check_.mismatches()) == [(-1, "stale parent run")]
     repair(cfg)
     assert client(cfg).get_run(parent).info.status == "KILLED"
-
-
-def test_an_unknown_study_is_a_user_error(make_cfg, cfg: DictConfig) -> None:
-    other = make_cfg(*TWO_STATES)
-    other.storage = cfg.storage
-    with pytest.raises(UserError, match=r"no study 'tiny_prior-\w+' in .* \(it has: tiny_prior-"):
-        open_check(other)
-
-
-@pytest.mark.slow
-def test_the_command_reports_then_repairs_with_exit_status_1_then_0(cfg: DictConfig) -> None:
-    trial = trials(cfg)[TrialState.COMPLETE]
-    client(cfg).update_run(trial.user_attrs[RUN_ATTR], status="RUNNING")
-    args = [
-        "study=xgb_f1",  # any study: the name, storage and tracking are what count
-        f"study.name={cfg.study.name}",
-        f"storage.url={cfg.storage.url}",
-        f"tracking.uri={cfg.tracking.uri}",
-    ]
-
-    def hpo_check(*extra: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "hpo.check", *args, *extra]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-
-    report = hpo_check()
-    assert report.returncode == 1, report.stderr
-    assert "stale RUNNING run" in report.stdout and "repair=true" in report.stdout
-    fixed = hpo_check("repair=true")
-    assert fixed.returncode == 0, fixed.stderr
-    assert "repaired 1 mismatches" in fixed.stdout
-    unknown = hpo_check("study.name=nope")
-    assert unknown.returncode == 2
-    assert unknown.stderr.startswith("error: no study 'nope'") and "Traceback" not in unknown.stderr
-    assert not Path("outputs").exists(), "a check writes no Hydra output folder"

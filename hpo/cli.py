@@ -1,0 +1,48 @@
+"""One line for every user mistake, shared by the two entry points (hpo, hpo.check).
+
+Hydra and OmegaConf raise long, nested errors for a mistyped group option or
+key; a person needs the key at fault and what to type instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+from hydra.errors import MissingConfigException
+
+from hpo.secrets import mask
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    print(f"error: {mask(message)}", file=sys.stderr)
+    sys.exit(status)
+
+
+def missing_option(err: MissingConfigException) -> str:
+    missing = err.missing_cfg_file or ""
+    if "/" in missing:
+        group, option = missing.split("/", 1)
+        options = ", ".join(err.options or [])
+        return f"unknown {group} '{option}': choose {group}= one of {options}"
+    return first_line(err)
+
+
+def composition_error(err: BaseException) -> str:
+    """One line for a bad override: the key or value at fault and what to do."""
+    text = str(err)
+    if text.startswith("Could not override '"):
+        key = text.split("'")[1]
+        return (
+            f"unknown key '{key}': check its spelling against --cfg job, "
+            f"or add a new key with +{key}=VALUE"
+        )
+    return first_line(err) + " (see --help for groups and keys)"
+
+
+def first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    cause = err.__cause__
+    if len(lines) <= 1 and cause is not None and str(cause).strip():
+        lines.append(str(cause).strip().splitlines()[0])
+    return "; ".join(lines[:2]) if lines else type(err).__name__

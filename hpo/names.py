@@ -1,0 +1,49 @@
+"""Every name hpo writes into the two stores, in one place.
+
+MLflow tags (``hpo.*``) and Optuna user attributes are read back by other
+modules (the agreement check, the nightly ledger, the runner on resume) and
+by people filtering runs in the MLflow UI: a name spelt twice is a bug that
+only shows as a run that silently matches nothing. Values stored under these
+names outlive the code, so a name here never changes meaning.
+"""
+
+from __future__ import annotations
+
+# --- Optuna user attributes -------------------------------------------------------
+PARENT_ATTR = "mlflow_parent_run_id"  # study: the study's MLflow parent run
+RUN_ATTR = "mlflow_run_id"  # trial: the trial's MLflow child run
+CV_ATTR = "cv"  # trial: {CV_STD, CV_FOLD_VALUES, CV_FIT_FACTS} of its cross-validation
+CV_STD = "std"
+CV_FOLD_VALUES = "fold_values"
+CV_FIT_FACTS = "info"  # the stored key predates the name fit facts: kept for old studies
+WORKER_ATTR = "worker"  # trial: "host:pid" of the worker that runs it
+FAIL_REASON_ATTR = "fail_reason"  # trial: why it failed, one line
+METRIC_ATTR = "metric"  # study: the study metric it was created for
+SPACE_ATTR = "space"  # study: the search space's fingerprint
+WARM_START_ATTR = "warm_start"  # study and trial: where tonight's first trials came from
+
+# --- MLflow tags: every run ---------------------------------------------------------
+STUDY_TAG = "hpo.study"
+ROLE_TAG = "hpo.role"  # "study" on the parent run
+ROLE_STUDY = "study"
+TRIAL_TAG = "hpo.trial"
+STATE_TAG = "hpo.state"  # COMPLETE, PRUNED, FAIL, KILLED
+FAIL_REASON_TAG = "hpo.fail_reason"
+PRUNE_REASON_TAG = "hpo.prune_reason"
+SAMPLER_TAG = "hpo.sampler"
+HOST_TAG = "hpo.host"
+PID_TAG = "hpo.pid"
+
+# --- MLflow tags: the parent run ----------------------------------------------------
+METRIC_TAG = "hpo.metric"
+DIRECTION_TAG = "hpo.direction"
+OBJECTIVES_TAG = "hpo.objectives"
+BEST_TRIAL_TAG = "hpo.best_trial"
+PARETO_FRONT_TAG = "hpo.pareto_front"
+MODEL_TRIAL_TAG = "hpo.model_trial"
+MODEL_URI_TAG = "hpo.model_uri"
+
+# --- MLflow tags: written by hpo.check ----------------------------------------------
+REPAIRED_TAG = "hpo.repaired"  # the value is the tool that repaired the run
+REPAIRED_BY_CHECK = "hpo.check"
+ORPHAN_TAG = "hpo.orphan"  # a surplus run, kept but marked: the reason
