@@ -177,8 +177,6 @@ def _objective(node: Any) -> Objective:
         objective = instantiate(node)
     except Exception as err:
         cause = err.__cause__ or err
-        if isinstance(cause, BadSetting):
-            raise UserError(str(cause)) from None
         raise UserError(
             f"cannot build study.objective: {str(cause).splitlines()[0]}; fix study.objective"
         ) from None
