@@ -121,7 +121,7 @@ def run_hpo(
     on_loop_start: Callable[[], Any] | None = None,
     on_loop_end: Callable[[], Any] | None = None,
 ) -> Phases:
-    """``hpo.study.run(cfg)``, timed; the loop is found by wrapping ``claim`` and ``finish``.
+    """``hpo.runner.run(cfg)``, timed; the loop is found by wrapping ``claim`` and ``finish``.
 
     The wrappers are installed at runtime only (nothing is edited) and removed
     afterwards. ``on_loop_start`` runs at the first claim (before it),
@@ -129,7 +129,7 @@ def run_hpo(
     Where the tracker queues trial writes to another process, the first
     ``Tracker.flush()`` inside finish() waits for them: that wait is ``drain``.
     """
-    import hpo.study as hs
+    import hpo.runner.loop as hs
     import hpo.tracking as ht
 
     marks = _Marks()

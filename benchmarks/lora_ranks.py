@@ -43,8 +43,8 @@ def run_study(args: argparse.Namespace, seed: int) -> tuple[list[Any], set[int]]
     import optuna
     from omegaconf import OmegaConf, open_dict
 
-    from hpo.storage import open_storage
-    from hpo.study import run
+    from hpo.runner import run
+    from hpo.storages import open_storage
 
     overrides = [
         "study=lora_intents_pareto",

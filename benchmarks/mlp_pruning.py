@@ -6,7 +6,7 @@
 
 Part 1, pruning: the same study (same seed, sampler, n_trials, folds) with each
 pruner; total epochs trained (sum over trials and folds, pruned trials
-included), wall time of hpo.study.run end to end, and the best value. Target:
+included), wall time of hpo.runner.run end to end, and the best value. Target:
 Hyperband trains <= 50% of the epochs of pruner=none, best value within 1%.
 
 Part 2, throughput: training samples per second (rows trained on x epochs /
@@ -22,12 +22,13 @@ size (--batch-size), shuffled each epoch, the short last batch dropped, for
   of the study does except MLflow: stratified inner split, scaler fit, per
   epoch the train loss, the inner validation loss and study metric (the
   learning curves), a copy of the best weights, a report to a real Optuna
-  trial (in-memory storage, the study's pruner) through hpo.pruning.StepReports
-  as a study does, then scoring the held-out rows with the best weights.
+  trial (in-memory storage, the study's pruner) through
+  hpo.pruning.QueuedStepReporter as a study does, then scoring the held-out
+  rows with the best weights.
 - hpo (journal): the same with the trial in an Optuna journal file, the
   default storage of ``python -m hpo``: each report is a locked, fsynced
   append (what a real study pays per epoch, on this machine's disk), made
-  by StepReports' writer thread while the next epoch trains.
+  by QueuedStepReporter's writer thread while the next epoch trains.
 - plain + early stop: a hand-written loop a practitioner would write for the
   same job: standardize with the training part's statistics, train, and per
   epoch the validation loss and a copy of the best weights, restored at the
@@ -45,6 +46,7 @@ shared: waiting for a core is not counted).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -71,8 +73,8 @@ def run_study(study: str, pruner: str, trials: int, seed: int, n_jobs: int) -> d
     """One study run with ``pruner``: epochs, wall seconds, best value, states."""
     import optuna
 
-    from hpo.storage import open_storage
-    from hpo.study import run
+    from hpo.runner import run
+    from hpo.storages import open_storage
 
     overrides = [f"study={study}", f"pruner={pruner}", f"seed={seed}", f"n_jobs={n_jobs}"]
     cfg = compose([*overrides, "progress=false", "tracking.enabled=false"])
@@ -101,9 +103,9 @@ def throughput(
     import torch
 
     from hpo.cv import cross_validate
-    from hpo.pruning import StepReports
-    from hpo.storage import open_storage
-    from hpo.study import make_plan
+    from hpo.pruning import QueuedStepReporter
+    from hpo.runner import make_plan
+    from hpo.storages import open_storage
 
     cfg = compose([f"study={study}", "cv=holdout", "n_jobs=1"])
     cfg.study.objective.max_epochs = epochs
@@ -120,12 +122,11 @@ def throughput(
 
     def hpo_trial(storage: Any) -> Callable[[], object]:
         study = optuna.create_study(storage=storage, direction=plan.direction, pruner=plan.pruner)
-        reports = StepReports(study, study.ask())  # what hpo.study.evaluate reports through
+        reports = QueuedStepReporter(study, study.ask())  # as hpo.runner.evaluate reports
 
         def one_trial() -> None:
-            cross_validate(
-                plan.objective, params, plan.data, plan.folds, plan.metric, 0, reports.should_prune
-            )
+            setup = dataclasses.replace(plan.cv_setup, seed=0, leave_one_out=False, n_jobs=1)
+            cross_validate(plan.objective, params, setup, reports.should_prune)
             reports.flush()  # as evaluate() does before telling the trial
 
         return one_trial

@@ -7,7 +7,7 @@
 
 Variants (same xgb_f1 search space, suggested every trial; no model is fitted):
 
-  hpo       hpo.study.run(cfg): Optuna journal file + MLflow SQLite, full logging
+  hpo       hpo.runner.run(cfg): Optuna journal file + MLflow SQLite, full logging
             (child run per trial, params, metrics, fold series, user attrs).
             The objective is benchmarks.noop.NoopObjective on a breast_cancer holdout;
             the sampler is conf/sampler/tpe.yaml (multivariate, constant_liar).
@@ -55,7 +55,7 @@ from benchmarks.common import (
 
 VARIANTS = ("hpo", "peer", "floor", "floor-mv")
 WHAT = {
-    "hpo": "hpo.study.run: journal file + MLflow sqlite",
+    "hpo": "hpo.runner.run: journal file + MLflow sqlite",
     "peer": "optuna sqlite + MLflowCallback (sqlite)",
     "floor": "in-memory optuna, TPESampler(seed=0)",
     "floor-mv": "in-memory optuna, hpo's TPE settings",
@@ -274,7 +274,8 @@ def breakdown(args: argparse.Namespace) -> None:
     from mlflow.tracking import MlflowClient
 
     import hpo.cv
-    import hpo.study as hs
+    import hpo.runner.loop as hs
+    import hpo.runner.trial as ht
     from hpo.space import Space
     from hpo.tracking import Tracker
 
@@ -286,14 +287,14 @@ def breakdown(args: argparse.Namespace) -> None:
         (tpe_sampler, "sample_relative", "  TPE: sample_relative (lazily, at the first suggest)"),
         (Tracker, "start_trial", "Tracker.start_trial: MLflow create_run"),
         (optuna.trial.Trial, "set_user_attr", "trial.set_user_attr (journal write each)"),
-        (hs, "cross_validate", "cross_validate, excluding the two rows below"),
+        (ht, "cross_validate", "cross_validate, excluding the two rows below"),
         (hpo.cv, "score_all", "  score_all: every metric of the task on OOF"),
         (optuna.trial.Trial, "report", "  trial.report + should_prune (journal write)"),
         (optuna.study.Study, "tell", "study.tell (journal write)"),
         (Tracker, "end_trial", "Tracker.end_trial, excluding the two rows below"),
         (MlflowClient, "log_batch", "  MLflow log_batch (inline writer only)"),
         (MlflowClient, "set_terminated", "  MLflow set_terminated (inline writer only)"),
-        (hs, "_show", "_show: study.best_value + progress/log line"),
+        (hs, "show", "show: study.best_value + progress/log line"),
     ]
     for owner, attr, label in targets:
         probes.wrap(owner, attr, label)

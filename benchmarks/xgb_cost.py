@@ -11,7 +11,7 @@ Both sides: data hpo.data.load_data("imbalanced", "classification", 0) (20,000 x
 the same number of trials, the same 5 stratified folds (shuffle, random_state 0),
 average precision.
 
-  ours  hpo.study.run(study=xgb_imbalanced_ap): XGBoost native API with early stopping
+  ours  hpo.runner.run(study=xgb_imbalanced_ap): XGBoost native API with early stopping
         on an inner split of each training fold, fold-level pruning (pruner=median
         unless --pruner none), Optuna journal file, MLflow SQLite (unless --tracking
         off), end-of-study plots + refit + log_model. Timed end to end.
@@ -172,7 +172,7 @@ def _preload() -> None:
     import sklearn.model_selection  # noqa: F401
     import xgboost  # noqa: F401
 
-    import hpo.study  # noqa: F401
+    import hpo.runner  # noqa: F401
     import objectives.xgboost  # noqa: F401
 
 

@@ -26,7 +26,7 @@ from hpo.cli import composition_error, fail, missing_option
 from hpo.config import CONF_DIR, register_configs
 from hpo.errors import UserError
 from hpo.secrets import hide_secrets
-from hpo.storage import DatabaseOutage
+from hpo.storages import DatabaseOutage
 
 if TYPE_CHECKING:
     from hpo.report import Summary
@@ -65,7 +65,7 @@ def _job(cfg: DictConfig) -> Summary | None:
         from hpo.workers import fan_out
 
         return fan_out(cfg)
-    from hpo.study import run
+    from hpo.runner import run
 
     return run(cfg)
 

@@ -9,7 +9,8 @@ pruned on those reports instead: fold i's epoch e is step ``i * max_steps + e``,
 so a step means the same fold and epoch in every trial, each fold ends at its
 last step, and a pruner's resource (Hyperband's ``max_resource: auto``) is
 n_folds * max_epochs (max_epochs in holdout mode). Folds side by side are
-judged in step order, as if they ran one after another (``_EpochReports``).
+judged in step order, as if they ran one after another (both kinds of pruning
+are in hpo/pruning.py: ``fold_should_prune``, ``EpochsInStepOrder``).
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from hpo.config import CVConfig
 from hpo.data import Dataset
 from hpo.errors import UserError
 from hpo.metrics import Metric
-from objectives.base import FoldData, FoldOutput, Objective, Reporter
+from hpo.pruning import EpochsInStepOrder, PruneCheck, fold_should_prune
+from objectives.base import FoldData, FoldOutput, Objective
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 SCHEMES = ("kfold", "stratified_kfold", "timeseries", "loo", "holdout")
 GROUP_SCHEMES = ("group_kfold", "group_holdout")  # rows of a group never straddle train/valid
-PruneCheck = Callable[[int, float], bool]  # (step, value) -> prune?
 
 
 def make_splitter(cv: CVConfig, task: str) -> Any:
@@ -105,64 +106,20 @@ class FoldsPruned(optuna.TrialPruned):
         self.result = result
 
 
-class _EpochReports:
-    """Numbers an objective's per-epoch reports across folds and judges them in step order.
+@dataclass(frozen=True)
+class CVSetup:
+    """What every trial of a study is scored on, and how (``Plan.cv_setup`` gives it).
 
-    Fold i's epoch e is step ``i * stride + e``, however many folds run side
-    by side, so a step means the same fold and epoch in every trial, on every
-    machine. The pruner judges a trial by its highest step, and rungs
-    (successive halving, Hyperband) are climbed in step order, so reports are
-    judged exactly as if the folds ran one after another: the lowest
-    unfinished fold's reports as they come, a later fold's held until every
-    earlier fold has ended, then judged in order. A hopeless trial still stops
-    inside its first fold, at once, with the folds beside it; the decisions do
-    not depend on which thread ran faster.
-
-    Once a report is judged "prune", every fold's next report answers "stop".
+    ``leave_one_out``: the metric is computed once on all out-of-fold
+    predictions (one row per fold), and nothing is pruned.
     """
 
-    def __init__(self, should_prune: PruneCheck, stride: int) -> None:
-        self.should_prune = should_prune
-        self.stride = stride
-        self.held: dict[int, list[tuple[int, float]]] = {}  # fold -> reports not yet judged
-        self.ended: set[int] = set()  # folds whose fit returned or raised
-        self.judging = 0  # the fold whose reports are judged as they come
-        self.pruned: tuple[int, int] | None = None  # (fold, epoch) the pruner stopped
-        self.lock = threading.Lock()
-
-    def for_fold(self, index: int) -> Reporter:
-        def report(step: int, value: float) -> bool:
-            with self.lock:
-                if self.pruned is None:
-                    self.held.setdefault(index, []).append((step, value))
-                    self._judge()
-                return self.pruned is not None
-
-        return report
-
-    def fold_ended(self, index: int) -> None:
-        """A fold's fit is over: the next fold's held reports can be judged."""
-        with self.lock:
-            self.ended.add(index)
-            self._judge()
-
-    def _judge(self) -> None:
-        while self.pruned is None:
-            fold = self.judging
-            for step, value in self.held.pop(fold, []):
-                if self.should_prune(fold * self.stride + step, value):
-                    self.pruned = (fold, step)
-                    return
-            if fold not in self.ended:
-                return
-            self.judging += 1
-
-    def stop(self, result: CVResult) -> FoldsPruned:
-        """The exception ending a trial pruned mid-fold, with the fold and epoch it stopped at."""
-        assert self.pruned is not None
-        fold, step = self.pruned
-        result.fit_facts |= {"pruned_fold": float(fold), "pruned_epoch": float(step + 1)}
-        return FoldsPruned(result, f"pruned at epoch {step + 1} of fold {fold}")
+    data: Dataset
+    folds: Folds
+    metric: Metric
+    seed: int
+    leave_one_out: bool = False
+    n_jobs: int = 1
 
 
 @dataclass
@@ -182,29 +139,27 @@ class CVResult:
 def cross_validate(
     objective: Objective,
     params: dict[str, Any],
-    data: Dataset,
-    folds: Folds,
-    metric: Metric,
-    seed: int,
+    setup: CVSetup,
     should_prune: PruneCheck | None = None,
-    pooled: bool = False,
-    n_jobs: int = 1,
 ) -> CVResult:
     """Score ``params`` on every fold, and keep the out-of-fold predictions.
 
-    Folds run ``n_jobs`` at a time in threads, each fit with cores // folds in
+    Folds run ``setup.n_jobs`` at a time in threads, each fit with cores // folds in
     its wave threads (XGBoost and torch release the GIL; one thread per fold
     measured 2.5x faster than one fold on two threads). When a fold ends the
     trial (pruned, or an error), the folds still running are told to stop
     (``FoldData.stopped``) rather than run to the end for nothing. After each fold, in fold order,
     ``should_prune(step, running_mean)`` is asked (step = fold index) unless
-    ``pooled``, where the metric is computed once on all out-of-fold
+    ``setup.leave_one_out``, where the metric is computed once on all out-of-fold
     predictions (leave-one-out: one row per fold) and nothing is pruned. An
     objective that reports epochs is asked per epoch instead (module docstring).
     """
-    n_jobs = max(1, min(n_jobs, len(folds)))
+    data, folds, metric, pooled = setup.data, setup.folds, setup.metric, setup.leave_one_out
+    n_jobs = max(1, min(setup.n_jobs, len(folds)))
     stride = objective.max_steps(params)
-    epochs = _EpochReports(should_prune, stride) if should_prune and stride and not pooled else None
+    epochs = (
+        EpochsInStepOrder(should_prune, stride) if should_prune and stride and not pooled else None
+    )
     cores = os.cpu_count() or 1
     stop = threading.Event()  # the trial is over: folds still running stop early
     oof: np.ndarray | None = None
@@ -221,7 +176,7 @@ def cross_validate(
             data.y[train],
             data.X[valid],
             data.n_classes,
-            seed + index,
+            setup.seed + index,
             threads,
             metric,
             stop.is_set,
@@ -251,8 +206,14 @@ def cross_validate(
                         continue
                     fold_values.append(metric(data.y[valid], out.scores))
                     if epochs is not None and epochs.pruned is not None:
-                        raise epochs.stop(_result(fold_values, infos, curves, started))
-                    if epochs is None and should_prune and should_prune(index, _mean(fold_values)):
+                        result = _result(fold_values, infos, curves, started)
+                        result.fit_facts |= epochs.pruned_facts()
+                        raise FoldsPruned(result, epochs.pruned_reason())
+                    if (
+                        epochs is None
+                        and should_prune
+                        and fold_should_prune(should_prune, index, fold_values)
+                    ):
                         raise FoldsPruned(_result(fold_values, infos, curves, started))
         except BaseException:
             stop.set()  # before the pool waits for the folds still running
@@ -293,10 +254,6 @@ def _result(
         curves=curves,
         fit_seconds=time.perf_counter() - started,
     )
-
-
-def _mean(values: list[float]) -> float:
-    return float(np.mean(values))
 
 
 def _keys(infos: list[dict[str, float]]) -> Iterator[str]:

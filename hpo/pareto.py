@@ -6,13 +6,13 @@ over folds), e.g. ``trainable_params`` of the LoRA objective. The Optuna
 study then has several directions and its result is a Pareto front; the
 "best" trial (summary, refit model) is the front's best by the study metric.
 
-Optuna cannot prune multi-objective trials (``Trial.report`` refuses), and
-CMA-ES samples for one objective only: both are settled here, up front.
+CMA-ES samples for one objective only: that is settled here, up front.
+Optuna cannot prune multi-objective trials (``Trial.report`` refuses): the
+pruner is turned off by ``hpo.pruning.without_pruning``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,12 +24,12 @@ from optuna.trial import FrozenTrial
 from hpo.config import ExtraObjective, StudyConfig
 from hpo.errors import UserError
 
-log = logging.getLogger(__name__)
-SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 
-
-def extra_objectives(spec: StudyConfig, sampler_kind: str) -> tuple[ExtraObjective, ...]:
-    """The study's further objectives, checked: directions, names, and a sampler that can."""
+def extra_objectives(
+    spec: StudyConfig, sampler_kind: str, multi_objective: bool
+) -> tuple[ExtraObjective, ...]:
+    """The study's further objectives, checked: directions, names, and a sampler that can
+    (``multi_objective``, the sampler's trait from its YAML)."""
     extra = tuple(spec.objectives)
     names = [spec.metric, *(o.name for o in extra)]
     for objective in extra:
@@ -40,26 +40,12 @@ def extra_objectives(spec: StudyConfig, sampler_kind: str) -> tuple[ExtraObjecti
             )
     if len(set(names)) < len(names):
         raise UserError(f"study.objectives repeat a name ({', '.join(names)}): list each once")
-    if extra and sampler_kind in SINGLE_OBJECTIVE_SAMPLERS:
+    if extra and not multi_objective:
         raise UserError(
             f"sampler={sampler_kind} optimizes one objective and this study has {len(names)}: "
             "use sampler=nsga2 or sampler=tpe (multi-objective TPE)"
         )
     return extra
-
-
-def without_pruning(
-    extra: Sequence[ExtraObjective], pruner: optuna.pruners.BasePruner
-) -> optuna.pruners.BasePruner:
-    """Optuna does not prune multi-objective studies: say so once and use no pruner."""
-    if not extra or isinstance(pruner, optuna.pruners.NopPruner):
-        return pruner
-    log.warning(
-        "multi-objective studies cannot be pruned (Optuna): %s is not used; "
-        "pass pruner=none to silence this",
-        type(pruner).__name__,
-    )
-    return optuna.pruners.NopPruner()
 
 
 def values(value: float, info: dict[str, float], extra: Sequence[ExtraObjective]) -> list[float]:

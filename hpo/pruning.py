@@ -1,28 +1,43 @@
-"""Per-step reports to the pruner, with the storage write off the training thread.
+"""Pruning in one place: what the pruner is told, in which order, and when it is not used.
 
-``trial.report`` writes each step before the pruner is asked: on the journal
-file that is a locked, fsync'd append (about 1.3 ms here), paid once per
-epoch on the training thread. The pruner needs only the trial's own values,
-which this process already has, and the other trials' values, which it reads
-from storage. So the value is queued for a background thread to write, and
-the pruner judges a copy of the stored trial carrying the values reported so
-far. Writes stay in step order; ``flush`` waits for them before the trial is
-told, as Optuna reads a pruned trial's value from its last stored step.
+Three pieces, each used by one layer of a trial:
+
+- ``QueuedStepReporter`` (the runner): ``should_prune(step, value)`` for one
+  trial, with the storage write off the training thread. ``trial.report``
+  writes each step before the pruner is asked: on the journal file that is a
+  locked, fsync'd append (about 1.3 ms here), paid once per epoch on the
+  training thread. The pruner needs only the trial's own values, which this
+  process already has, and the other trials' values, which it reads from
+  storage. So the value is queued for a background thread to write, and the
+  pruner judges a copy of the stored trial carrying the values reported so
+  far. Writes stay in step order; ``flush`` waits for them before the trial is
+  told, as Optuna reads a pruned trial's value from its last stored step.
+- ``EpochsInStepOrder`` (cross-validation, hpo/cv.py): numbers an objective's
+  per-epoch reports across folds running side by side and judges them in
+  step order. The per-fold check (one report per fold, the running mean) is
+  ``fold_should_prune``.
+- ``without_pruning`` (the plan): Optuna does not prune multi-objective studies.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import optuna
 
-from hpo.storage import mask
+from hpo.config import ExtraObjective
+from hpo.secrets import mask
+from objectives.base import Reporter
 
 log = logging.getLogger(__name__)
+PruneCheck = Callable[[int, float], bool]  # (step, value) -> prune?
 
 
-class StepReports:
+class QueuedStepReporter:
     """``should_prune(step, value)`` for one trial; call ``flush`` before telling the trial."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
@@ -55,3 +70,87 @@ class StepReports:
             if (err := write.exception()) is not None:
                 log.warning("an intermediate value was not stored: %s", mask(str(err))[:200])
         self.writes.clear()
+
+
+def fold_should_prune(should_prune: PruneCheck, fold: int, fold_values: list[float]) -> bool:
+    """Fold-level pruning: after fold ``fold`` the running mean is reported at step ``fold``."""
+    return should_prune(fold, float(np.mean(fold_values)))
+
+
+class EpochsInStepOrder:
+    """Numbers an objective's per-epoch reports across folds and judges them in step order.
+
+    Fold i's epoch e is step ``i * stride + e``, however many folds run side
+    by side, so a step means the same fold and epoch in every trial, on every
+    machine. The pruner judges a trial by its highest step, and rungs
+    (successive halving, Hyperband) are climbed in step order, so reports are
+    judged exactly as if the folds ran one after another: the lowest
+    unfinished fold's reports as they come, a later fold's held until every
+    earlier fold has ended, then judged in order. A hopeless trial still stops
+    inside its first fold, at once, with the folds beside it; the decisions do
+    not depend on which thread ran faster.
+
+    Once a report is judged "prune", every fold's next report answers "stop".
+    """
+
+    def __init__(self, should_prune: PruneCheck, stride: int) -> None:
+        self.should_prune = should_prune
+        self.stride = stride
+        self.held: dict[int, list[tuple[int, float]]] = {}  # fold -> reports not yet judged
+        self.ended: set[int] = set()  # folds whose fit returned or raised
+        self.judging = 0  # the fold whose reports are judged as they come
+        self.pruned: tuple[int, int] | None = None  # (fold, epoch) the pruner stopped
+        self.lock = threading.Lock()
+
+    def for_fold(self, index: int) -> Reporter:
+        def report(step: int, value: float) -> bool:
+            with self.lock:
+                if self.pruned is None:
+                    self.held.setdefault(index, []).append((step, value))
+                    self._judge()
+                return self.pruned is not None
+
+        return report
+
+    def fold_ended(self, index: int) -> None:
+        """A fold's fit is over: the next fold's held reports can be judged."""
+        with self.lock:
+            self.ended.add(index)
+            self._judge()
+
+    def _judge(self) -> None:
+        while self.pruned is None:
+            fold = self.judging
+            for step, value in self.held.pop(fold, []):
+                if self.should_prune(fold * self.stride + step, value):
+                    self.pruned = (fold, step)
+                    return
+            if fold not in self.ended:
+                return
+            self.judging += 1
+
+    def pruned_facts(self) -> dict[str, float]:
+        """The fit facts of a trial pruned mid-fold: the fold and epoch it stopped at."""
+        assert self.pruned is not None
+        fold, step = self.pruned
+        return {"pruned_fold": float(fold), "pruned_epoch": float(step + 1)}
+
+    def pruned_reason(self) -> str:
+        """Why the trial stopped, e.g. "pruned at epoch 7 of fold 2"."""
+        assert self.pruned is not None
+        fold, step = self.pruned
+        return f"pruned at epoch {step + 1} of fold {fold}"
+
+
+def without_pruning(
+    extra: Sequence[ExtraObjective], pruner: optuna.pruners.BasePruner
+) -> optuna.pruners.BasePruner:
+    """Optuna does not prune multi-objective studies: say so once and use no pruner."""
+    if not extra or isinstance(pruner, optuna.pruners.NopPruner):
+        return pruner
+    log.warning(
+        "multi-objective studies cannot be pruned (Optuna): %s is not used; "
+        "pass pruner=none to silence this",
+        type(pruner).__name__,
+    )
+    return optuna.pruners.NopPruner()

@@ -17,10 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
 from hpo.space import Space
-from hpo.storage import MAX_RETRY
+from hpo.storages import MAX_RETRY
 
 log = logging.getLogger(__name__)
-RESEEDED = ("random", "tpe", "cmaes")  # transition: read sampler_traits(cfg) instead
 TRAITS_KEY = "hpo"  # the sampler YAML's mapping of what hpo must know (not passed to the sampler)
 
 
@@ -184,9 +183,9 @@ def trial_sampler(cfg: DictConfig, space: Space, number: int) -> optuna.samplers
     trial its own draw, the same one whichever worker runs it, so a random
     study is reproducible in its set of configurations however many workers
     share it. Only samplers whose state lives in the storage are reseeded
-    (RESEEDED): the grid sampler's seed shuffles its grid, so its grid ids
-    would mean other points under another seed (and the study lock already
-    hands each grid point out once).
+    (``SamplerTraits.reseed_per_trial``): the grid sampler's seed shuffles its
+    grid, so its grid ids would mean other points under another seed (and the
+    study lock already hands each grid point out once).
     """
     if cfg.get("seed") is None:
         return build_sampler(cfg, space, warn=False)

@@ -1,4 +1,7 @@
-"""Passwords typed on the command line never reach Hydra.
+"""Secrets in one place: passwords masked wherever a URL is shown, and kept from Hydra.
+
+Every message, log line or tag that may hold a URL goes through ``mask``.
+Passwords typed on the command line never reach Hydra.
 
 Hydra keeps the raw overrides and writes them out: ``.hydra/overrides.yaml``,
 ``.hydra/hydra.yaml`` (``hydra.overrides.task``, ``hydra.job.override_dirname``),
@@ -24,9 +27,15 @@ from __future__ import annotations
 import os
 import re
 
-from hpo.storage import mask
-
 _OVERRIDE = re.compile(r"^(?P<prefix>~|\+\+|\+)?(?P<key>[A-Za-z_][\w.]*)=(?P<value>.*)$", re.S)
+
+
+_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<tail>@)", re.I)
+
+
+def mask(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
 
 
 def env_name(key: str) -> str:

@@ -26,7 +26,8 @@ from hpo.config import TrackingConfig
 from hpo.errors import UserError
 from hpo.records import TrialRecord
 from hpo.run_writer import make_writer
-from hpo.storage import init_lock, mask
+from hpo.secrets import mask
+from hpo.storages import init_lock, storage_file
 
 # Against a tracking server MLflow prints "View run ... at: URL" to stdout on every
 # set_terminated (after one more get_run): noise in the results, and a request per trial.
@@ -185,8 +186,8 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
 
 def _default_artifacts(uri: str) -> str | None:
     """Artifacts beside a local SQLite store: ./mlartifacts next to mlflow.db."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
+    db = storage_file(uri)
+    if db is not None:
         return str((db.parent if db.parent != Path("") else Path.cwd()).resolve() / "mlartifacts")
     return None
 

@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from hpo import report
 from hpo.errors import UserError
-from hpo.storage import mask, open_storage, retrying
-from hpo.study import Plan, finish, make_plan, open_study
+from hpo.runner import Plan, finish, make_plan, open_study
+from hpo.secrets import mask
+from hpo.storages import backend_name, open_storage, retrying, serves_one_worker
 from hpo.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,9 @@ STOP_SECONDS = 60.0  # a child still running this long after SIGTERM is killed
 
 def refuse_shared_sqlite(url: str, workers: int) -> None:
     """SQLite locks the whole file per write: several processes get 'database is locked'."""
-    if workers > 1 and url.strip().startswith("sqlite:"):
+    if workers > 1 and serves_one_worker(url):
         raise UserError(
-            f"storage.url {mask(url)} is SQLite, which cannot serve {workers} worker "
+            f"storage.url {mask(url)} is {backend_name(url)}, which cannot serve {workers} worker "
             "processes: use storage=postgres (many machines) or storage=local (one machine)"
         )
 

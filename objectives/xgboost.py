@@ -116,7 +116,7 @@ class XGBoostObjective(Objective):
         history: dict[str, dict[str, list[float]]] = {}
         reports = None
         if report is not None and self.report_every and fold.metric is not None:
-            reports = _Reports(report, self.report_every, dstop, y_stop, fold.metric)
+            reports = _ReportEveryRounds(report, self.report_every, dstop, y_stop, fold.metric)
         booster = xgb.train(
             self.booster_params(params, fold.n_classes, fold.seed, fold.threads),
             dfit,
@@ -174,7 +174,7 @@ class _StopWhen(xgb.callback.TrainingCallback):
         return self.stopped()
 
 
-class _Reports(xgb.callback.TrainingCallback):
+class _ReportEveryRounds(xgb.callback.TrainingCallback):
     """Every ``every`` rounds, the study metric of the best model so far on the inner split.
 
     "Best so far" is the round early stopping would return (lowest inner loss),

@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import hydra
 import optuna
@@ -28,8 +27,8 @@ from hpo.check.compare import Check, Mismatch
 from hpo.cli import composition_error, fail, missing_option
 from hpo.config import CONF_DIR, Config, register_configs
 from hpo.errors import UserError
-from hpo.secrets import hide_secrets
-from hpo.storage import display_url, mask, open_storage
+from hpo.secrets import hide_secrets, mask
+from hpo.storages import display_url, open_storage, storage_file
 from hpo.tracking import check_server
 
 
@@ -70,11 +69,9 @@ def open_check(cfg: DictConfig) -> Check:
 
 def _must_exist(url: str, group: str, key: str) -> None:
     """A check never creates an empty store where a mistyped path points."""
-    for prefix in ("journal:", "sqlite:///"):
-        if url.startswith(prefix):
-            path = Path(url.removeprefix(prefix).removeprefix("//"))
-            if not path.exists():
-                raise UserError(f"no store at {path}: check {group}= or {key}=")
+    path = storage_file(url)
+    if path is not None and not path.exists():
+        raise UserError(f"no store at {path}: check {group}= or {key}=")
 
 
 def table(mismatches: Iterable[Mismatch]) -> str:

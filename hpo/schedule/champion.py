@@ -31,7 +31,7 @@ from mlflow.tracking import MlflowClient
 from hpo.cv import cross_validate
 from hpo.pareto import best_on_front
 from hpo.records import PARENT_ATTR
-from hpo.study import CV_ATTR, Plan
+from hpo.runner import CV_ATTR, Plan
 
 log = logging.getLogger(__name__)
 PREFIX = "hpo.champion."
@@ -169,16 +169,7 @@ def _compare(plan: Plan, champion: ModelVersion, folds: list[float], decision: D
             "hpo?): set it to the model's parameters as JSON, or move the alias off it"
         )
     params = json.loads(raw)
-    result = cross_validate(
-        plan.objective,
-        params,
-        plan.data,
-        plan.folds,
-        plan.metric,
-        plan.seed,
-        pooled=plan.pooled,
-        n_jobs=plan.n_jobs,
-    )
+    result = cross_validate(plan.objective, params, plan.cv_setup)
     if len(result.fold_values) != len(folds) or not math.isfinite(result.value):
         raise RuntimeError(
             f"re-scoring champion version {champion.version} gave {result.fold_values}"

@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hpo.schedule.lock import holder
-from hpo.storage import mask
+from hpo.secrets import mask
 
 DATE_TAG = "hpo.nightly.date"
 ERROR_TAG = "hpo.nightly.error"

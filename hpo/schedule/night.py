@@ -1,6 +1,6 @@
 """``schedule=nightly``: one dated study per night, warm-started, promoting a champion model.
 
-The night runs as a wrapper around hpo.study.run, in this order:
+The night runs as a wrapper around hpo.runner.run, in this order:
 
 1. take the study's nightly lock, or exit at once ("already running");
 2. open the night's ledger run (``<study>-nightly`` experiment, run ``<date>``);
@@ -27,14 +27,15 @@ from omegaconf import DictConfig
 from hpo import report
 from hpo.errors import UserError
 from hpo.records import PARENT_ATTR
+from hpo.runner import make_plan, run
 from hpo.schedule import history
 from hpo.schedule.champion import Decision, challenge
 from hpo.schedule.ledger import FINGERPRINT_TAG, Ledger
 from hpo.schedule.lock import night_lock
 from hpo.schedule.names import dated, night_of
 from hpo.schedule.warm_start import warm_start
-from hpo.storage import init_lock, mask, open_storage, storage_url
-from hpo.study import make_plan, run
+from hpo.secrets import mask
+from hpo.storages import init_lock, open_storage, storage_url
 from hpo.tracking import _default_artifacts
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.runner import Plan
 from hpo.schedule.names import nights
 from hpo.space import Space
-from hpo.storage import study_lock
-from hpo.study import Plan
+from hpo.storages import study_lock
 
 log = logging.getLogger(__name__)
 ATTR = "warm_start"  # on tonight's study: where its first trials came from

@@ -9,6 +9,7 @@ from sklearn import model_selection as ms
 from hpo.config import CVConfig
 from hpo.cv import (
     SCHEMES,
+    CVSetup,
     FoldsPruned,
     cross_validate,
     folds_side_by_side,
@@ -194,7 +195,7 @@ def _kfold(data, n_splits=4):
 def test_cross_validate_matches_per_fold_metric_by_hand():
     data = regression_data()
     folds = _kfold(data)
-    result = cross_validate(MeanObjective(), {}, data, folds, get_metric("rmse"), seed=0)
+    result = cross_validate(MeanObjective(), {}, CVSetup(data, folds, get_metric("rmse"), seed=0))
 
     by_hand = []
     for train, valid in folds:
@@ -209,7 +210,7 @@ def test_cross_validate_matches_per_fold_metric_by_hand():
 def test_cross_validate_other_metrics_are_out_of_fold():
     data = regression_data()
     folds = _kfold(data)
-    result = cross_validate(MeanObjective(), {}, data, folds, get_metric("rmse"), seed=0)
+    result = cross_validate(MeanObjective(), {}, CVSetup(data, folds, get_metric("rmse"), seed=0))
 
     oof = np.empty(len(data.y))
     for train, valid in folds:
@@ -221,7 +222,7 @@ def test_cross_validate_other_metrics_are_out_of_fold():
 def test_cross_validate_averages_fit_facts_and_concatenates_curves():
     data = regression_data(n=40)
     folds = _kfold(data, n_splits=4)
-    result = cross_validate(MeanObjective(), {}, data, folds, get_metric("mae"), seed=0)
+    result = cross_validate(MeanObjective(), {}, CVSetup(data, folds, get_metric("mae"), seed=0))
     assert result.fit_facts == {"n_train": pytest.approx(30.0)}
     assert result.curves == {"curve": [1.0, 0.5] * 4}
 
@@ -235,7 +236,7 @@ def test_cross_validate_passes_seed_plus_fold_index():
             return super().fit_predict(params, fold, report)
 
     data = regression_data()
-    cross_validate(SeedSpy(), {}, data, _kfold(data, 3), get_metric("mae"), seed=10)
+    cross_validate(SeedSpy(), {}, CVSetup(data, _kfold(data, 3), get_metric("mae"), seed=10))
     assert seeds == [10, 11, 12]
 
 
@@ -243,7 +244,7 @@ def test_cross_validate_multiclass_prior():
     data = classification_data((30, 15, 15))
     folds = make_folds(CVConfig(scheme="stratified_kfold", n_splits=5, seed=0), data)
     result = cross_validate(
-        MeanObjective("classification"), {}, data, folds, get_metric("log_loss"), seed=0
+        MeanObjective("classification"), {}, CVSetup(data, folds, get_metric("log_loss"), seed=0)
     )
     # Every stratified training fold has the prior (0.5, 0.25, 0.25).
     expected = -(0.5 * np.log(0.5) + 0.5 * np.log(0.25))
@@ -260,12 +261,8 @@ def test_pooled_loo_computes_one_value_on_pooled_predictions():
     result = cross_validate(
         MeanObjective(),
         {},
-        data,
-        folds,
-        get_metric("rmse"),
-        seed=0,
+        CVSetup(data, folds, get_metric("rmse"), seed=0, leave_one_out=True),
         should_prune=lambda step, value: prune_calls.append(step) or False,
-        pooled=True,
     )
     y = data.y
     loo_mean = (y.sum() - y) / (len(y) - 1)  # mean of all other rows
@@ -287,7 +284,9 @@ def test_pooled_f1_is_defined_where_per_row_f1_is_not():
             return FoldOutput((fold.X_valid[:, 1] > 0).astype(float))
 
     result = cross_validate(
-        Threshold("classification"), {}, data, folds, get_metric("f1"), seed=0, pooled=True
+        Threshold("classification"),
+        {},
+        CVSetup(data, folds, get_metric("f1"), seed=0, leave_one_out=True),
     )
     predicted = data.X[:, 1] > 0
     tp = np.sum(predicted & (data.y == 1))
@@ -303,10 +302,7 @@ def test_should_prune_sees_each_step_and_running_mean():
     result = cross_validate(
         MeanObjective(),
         {},
-        data,
-        folds,
-        get_metric("rmse"),
-        seed=0,
+        CVSetup(data, folds, get_metric("rmse"), seed=0),
         should_prune=lambda step, value: calls.append((step, value)) or False,
     )
     running = np.cumsum(result.fold_values) / np.arange(1, len(folds) + 1)
@@ -320,7 +316,10 @@ def test_pruning_after_the_first_fold_raises_folds_pruned():
     objective = MeanObjective()
     with pytest.raises(FoldsPruned) as err:
         cross_validate(
-            objective, {}, data, folds, get_metric("rmse"), seed=0, should_prune=lambda s, v: True
+            objective,
+            {},
+            CVSetup(data, folds, get_metric("rmse"), seed=0),
+            should_prune=lambda s, v: True,
         )
     train, valid = folds[0]
     first = np.sqrt(np.mean((data.y[valid] - data.y[train].mean()) ** 2))
@@ -339,7 +338,7 @@ def test_objective_never_trains_on_validation_rows():
     data = classification_data()
     folds = make_folds(CVConfig(scheme="stratified_kfold", n_splits=5, seed=0), data)
     objective = MeanObjective("classification")
-    cross_validate(objective, {}, data, folds, get_metric("accuracy"), seed=0)
+    cross_validate(objective, {}, CVSetup(data, folds, get_metric("accuracy"), seed=0))
     assert len(objective.calls) == len(folds)
     for (seen_train, seen_valid), (train, valid) in zip(objective.calls, folds, strict=True):
         assert not set(seen_train) & set(valid)
@@ -360,17 +359,13 @@ def test_parallel_folds_give_the_same_result_and_report_in_fold_order():
         return False
 
     serial = cross_validate(
-        MeanObjective("classification"), {}, data, folds, get_metric("roc_auc"), seed=0
+        MeanObjective("classification"), {}, CVSetup(data, folds, get_metric("roc_auc"), seed=0)
     )
     parallel = cross_validate(
         MeanObjective("classification"),
         {},
-        data,
-        folds,
-        get_metric("roc_auc"),
-        seed=0,
+        CVSetup(data, folds, get_metric("roc_auc"), seed=0, n_jobs=2),
         should_prune=record,
-        n_jobs=2,
     )
     assert parallel.fold_values == pytest.approx(serial.fold_values)
     assert parallel.oof_scores == pytest.approx(serial.oof_scores)
@@ -385,12 +380,8 @@ def test_parallel_folds_stop_after_the_wave_that_was_pruned():
         cross_validate(
             objective,
             {},
-            data,
-            folds,
-            get_metric("rmse"),
-            seed=0,
+            CVSetup(data, folds, get_metric("rmse"), seed=0, n_jobs=2),
             should_prune=lambda s, v: True,
-            n_jobs=2,
         )
     assert len(err.value.result.fold_values) == 1
     # the first wave had two folds (the second may be cancelled before it starts); no later wave
@@ -424,12 +415,8 @@ def test_a_pruned_trial_tells_the_fold_beside_it_to_stop():
         cross_validate(
             objective,
             {},
-            data,
-            _kfold(data),
-            get_metric("rmse"),
-            seed=0,
+            CVSetup(data, _kfold(data), get_metric("rmse"), seed=0, n_jobs=2),
             should_prune=lambda s, v: True,
-            n_jobs=2,
         )
     assert objective.told_to_stop.is_set()
     assert time.monotonic() - started < 5  # it did not wait out fold 1's 10 s
@@ -444,7 +431,7 @@ def test_a_short_last_wave_gets_every_core(monkeypatch):
         seen.append(fold.threads) or MeanObjective.fit_predict(objective, p, fold, report)
     )
     folds = _kfold(data, n_splits=5)
-    cross_validate(objective, {}, data, folds, get_metric("rmse"), seed=0, n_jobs=2)
+    cross_validate(objective, {}, CVSetup(data, folds, get_metric("rmse"), seed=0, n_jobs=2))
     assert sorted(seen) == [2, 2, 2, 2, 4]  # 5 folds: two waves of two, then one alone
 
 
@@ -495,12 +482,8 @@ def test_epoch_reports_of_side_by_side_folds_are_judged_in_step_order():
         cross_validate(
             EpochObjective(),
             {},
-            data,
-            folds,
-            get_metric("rmse"),
-            seed=0,
+            CVSetup(data, folds, get_metric("rmse"), seed=0, n_jobs=n_jobs),
             should_prune=lambda s, v, calls=calls: calls.append((s, v)) or False,
-            n_jobs=n_jobs,
         )
     expected = [(i * 4 + e, pytest.approx(i + e / 10)) for i in range(3) for e in range(4)]
     assert judged[1] == expected
@@ -514,12 +497,8 @@ def pruned_side_by_side(objective: EpochObjective, from_step: int) -> FoldsPrune
         cross_validate(
             objective,
             {},
-            data,
-            _kfold(data, 3),
-            get_metric("rmse"),
-            seed=0,
+            CVSetup(data, _kfold(data, 3), get_metric("rmse"), seed=0, n_jobs=3),
             should_prune=lambda s, v: s >= from_step,
-            n_jobs=3,
         )
     return err.value
 

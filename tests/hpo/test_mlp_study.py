@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from hpo.data import load_data
-from hpo.study import make_plan, run
-from tests.hpo.test_study import load, runs
+from hpo.runner import make_plan, run
+from tests.hpo.runner.helpers import load, runs
 
 # Two folds, three epochs: enough to see curves, reports and a refit, in seconds.
 FAST = ["study.objective.max_epochs=3", "study.objective.patience=2", "study.cv.n_splits=2"]

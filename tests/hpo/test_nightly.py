@@ -41,7 +41,7 @@ from hpo.schedule.lock import AlreadyRunning, night_lock
 from hpo.schedule.names import night_of
 from hpo.schedule.warm_start import misfit
 from hpo.space import parse_space
-from hpo.storage import open_storage
+from hpo.storages import open_storage
 
 REPO = Path(__file__).parents[2]
 PG_URL = os.environ.get("HPO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 from hpo.check import check, open_check
 from hpo.errors import UserError
-from hpo.study import make_plan, run
-from tests.hpo.test_study import load, runs
+from hpo.runner import make_plan, run
+from tests.hpo.runner.helpers import load, runs
 
 # PriorObjective reports the fit fact "calls" (1 per fold): a second objective to minimize.
 PARETO = ["study=tiny_prior", "pruner=none", "study.objectives=[{name:calls,direction:minimize}]"]

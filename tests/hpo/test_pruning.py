@@ -1,5 +1,7 @@
-"""StepReports: the pruner decides as with trial.report + should_prune, writes land in order."""
+"""hpo.pruning: QueuedStepReporter decides as trial.report + should_prune would, writes land in
+order; multi-objective studies get no pruner; fold pruning reports the running mean."""
 
+import logging
 from pathlib import Path
 
 import optuna
@@ -8,7 +10,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from hpo.pruning import StepReports
+from hpo.config import ExtraObjective
+from hpo.pruning import QueuedStepReporter, fold_should_prune, without_pruning
 
 CURVES = [[0.5, 0.6, 0.7, 0.8], [0.4, 0.5, 0.55, 0.6], [0.6, 0.7, 0.75, 0.9], [0.3, 0.35]]
 
@@ -36,7 +39,7 @@ def study_with_history(storage, pruner) -> optuna.Study:
 
 def decisions(study: optuna.Study, curve: list[float], ours: bool) -> list[bool]:
     trial = study.ask()
-    reports = StepReports(study, trial) if ours else None
+    reports = QueuedStepReporter(study, trial) if ours else None
     said = []
     for step, value in enumerate(curve):
         if reports is not None:
@@ -70,7 +73,7 @@ def test_the_pruner_decides_as_it_does_with_optunas_own_report(tmp_path, pruner)
 def test_the_values_are_stored_in_step_order_by_the_time_flush_returns(tmp_path):
     study = optuna.create_study(storage=journal(tmp_path / "j"), direction="maximize")
     trial = study.ask()
-    reports = StepReports(study, trial)
+    reports = QueuedStepReporter(study, trial)
     for step in range(50):
         reports.should_prune(step, step / 100)
     reports.flush()
@@ -82,6 +85,29 @@ def test_the_values_are_stored_in_step_order_by_the_time_flush_returns(tmp_path)
 
 def test_a_trial_far_below_the_others_is_pruned(tmp_path):
     study = study_with_history(journal(tmp_path / "j"), optuna.pruners.MedianPruner(1))
-    reports = StepReports(study, study.ask())
+    reports = QueuedStepReporter(study, study.ask())
     assert reports.should_prune(0, 0.01)
     reports.flush()
+
+
+def test_a_multi_objective_study_gets_no_pruner_and_one_warning(caplog):
+    further = (ExtraObjective("trainable_params", "minimize"),)
+    with caplog.at_level(logging.WARNING, logger="hpo.pruning"):
+        pruner = without_pruning(further, optuna.pruners.MedianPruner())
+    assert isinstance(pruner, optuna.pruners.NopPruner)
+    assert [r.getMessage() for r in caplog.records] == [
+        "multi-objective studies cannot be pruned (Optuna): MedianPruner is not used; "
+        "pass pruner=none to silence this"
+    ]
+
+
+def test_a_single_objective_study_keeps_its_pruner(caplog):
+    median = optuna.pruners.MedianPruner()
+    assert without_pruning((), median) is median
+    assert caplog.records == []
+
+
+def test_fold_pruning_reports_the_running_mean_at_the_fold_index():
+    calls = []
+    fold_should_prune(lambda step, value: calls.append((step, value)) or False, 2, [1.0, 2.0, 6.0])
+    assert calls == [(2, 3.0)]

@@ -9,9 +9,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from hpo.errors import UserError
+from hpo.runner import claim
 from hpo.samplers import SamplerTraits, build_pruner, build_sampler, sampler_traits, trial_sampler
 from hpo.space import parse_space
-from hpo.study import claim
 
 SPACE = parse_space({"x": {"type": "float", "low": 0.0, "high": 1.0}})
 

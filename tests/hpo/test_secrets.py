@@ -20,7 +20,9 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hpo.secrets import hide_secrets
+from hpo.config import StorageConfig
+from hpo.secrets import hide_secrets, mask
+from hpo.storages import display_url
 from tests.hpo.pg import admin, new_database, sqlalchemy_url
 
 REPO = Path(__file__).parents[2]
@@ -173,3 +175,40 @@ def test_a_password_typed_on_the_command_line_is_kept_out_of_every_file(
     stdout, stderr, _ = hpo(tmp_path, args, env)
     assert (tmp_path / "multirun" / "multirun.yaml").exists()
     assert_nowhere(secret, tmp_path, url, stdout, stderr)
+
+
+# --- mask: every URL's password, wherever it is shown ---------------------------
+
+
+def test_mask_hides_the_password():
+    assert mask("postgresql://user:secret@host/db") == "postgresql://user:***@host/db"
+
+
+def test_mask_hides_the_password_with_a_driver_and_port():
+    masked = mask("postgresql+psycopg://user:s3cr%40t@db.example.org:5432/optuna")
+    assert masked == "postgresql+psycopg://user:***@db.example.org:5432/optuna"
+
+
+def test_mask_hides_every_password_in_a_message():
+    masked = mask("cannot reach postgresql://a:pw1@h1/db nor mysql://b:pw2@h2/db")
+    assert masked == "cannot reach postgresql://a:***@h1/db nor mysql://b:***@h2/db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://user@host/db",
+        "postgresql://user@host:5432/db",
+        "sqlite:///tmp/optuna.db",
+        "journal:optuna.journal",
+    ],
+)
+def test_mask_leaves_urls_without_a_password_unchanged(url):
+    assert mask(url) == url
+
+
+def test_display_url_hides_the_password():
+    shown = display_url(StorageConfig(url="postgresql://user:secret@host/db"))
+    assert "secret" not in shown
+    assert "user" in shown
+    assert "host/db" in shown

@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 
 from hpo.check import Mismatch, check, open_check
 from hpo.records import RUN_ATTR
-from hpo.storage import open_storage
-from hpo.study import run
+from hpo.runner import run
+from hpo.storages import open_storage
 
 REPO = Path(__file__).parents[3]
 # a grid of two points, one of which fails: COMPLETE and FAIL trials (a failed point is retried)

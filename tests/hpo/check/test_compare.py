@@ -9,7 +9,7 @@ from optuna.trial import TrialState, create_trial
 
 from hpo.check import ORPHAN, check, open_check
 from hpo.records import PARENT_ATTR, RUN_ATTR
-from hpo.storage import open_storage
+from hpo.storages import open_storage
 from tests.hpo.check.conftest import client, problems, repair, run_of, trials
 
 

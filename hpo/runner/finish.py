@@ -1,0 +1,85 @@
+"""The end of a study: its summary, and on the parent run the plots, config and best model.
+
+Run once per study (the parent process of ``workers=N``, never a worker),
+and safe to run again: the best model is refit and logged only when the
+best trial changed since the last time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from hpo import report
+from hpo.runner.plan import Plan
+from hpo.runner.trial import CV_ATTR
+from hpo.storages import display_url
+
+if TYPE_CHECKING:
+    from hpo.tracking import Tracker
+
+
+def finish(
+    cfg: DictConfig, plan: Plan, study: optuna.Study, tracker: Tracker | None
+) -> report.Summary:
+    """Summary, plots, config and the refit best model on the parent run."""
+    summary = report.summarize(study, plan.spec.metric, [o.name for o in plan.further_objectives])
+    summary.where["optuna storage"] = display_url(cfg.storage)
+    if tracker is None:
+        return summary
+    texts = [("config.yaml", OmegaConf.to_yaml(cfg, resolve=True)), *report.plots(study, summary)]
+    metrics, tags = _best_facts(plan, summary)
+    tracker.flush()
+    tracker.log_study(metrics, tags, texts)
+    if summary.best_number is not None and tracker.parent_tag("hpo.model_trial") != str(
+        summary.best_number
+    ):
+        _log_best_model(plan, study.get_trials(deepcopy=False)[summary.best_number], tracker)
+    tracker.close_study()
+    summary.where["mlflow"] = f"{tracker.ui_command()}  (experiment '{plan.spec.name}')"
+    return summary
+
+
+def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], dict[str, str]]:
+    """The parent run's metrics (counts, best value) and tags (best trial, its parameters)."""
+    metrics: dict[str, float] = {f"n_{state.lower()}": n for state, n in summary.counts.items()}
+    tags: dict[str, str] = {}
+    if summary.best_value is not None:
+        metrics["best_value"] = summary.best_value
+        if summary.best_std is not None:
+            metrics[f"best_{plan.spec.metric}_std"] = summary.best_std
+        tags = {
+            "hpo.best_trial": str(summary.best_number),
+            **{f"best.{k}": str(v) for k, v in summary.best_params.items()},
+        }
+        if summary.front:
+            tags["hpo.pareto_front"] = ",".join(str(row["trial"]) for row in summary.front)
+    return metrics, tags
+
+
+def _log_best_model(plan: Plan, best: optuna.trial.FrozenTrial, tracker: Tracker) -> None:
+    """Refit and log ``best``: the best trial, or the front's best by the study metric."""
+    from hpo.tracking import log_model
+
+    data = plan.data
+    model = plan.objective.refit(
+        best.params,
+        data.X,
+        data.y,
+        data.n_classes,
+        best.user_attrs.get(CV_ATTR, {}).get("info", {}),
+        plan.seed,
+    )
+    sample = data.X[:5]
+    uri = log_model(
+        tracker,
+        model,
+        plan.objective.flavor,
+        sample,
+        np.asarray(plan.objective.predict(model, sample)),
+        best.number,
+    )
+    tracker.log_study({}, {"hpo.model_trial": str(best.number), "hpo.model_uri": uri}, [])

@@ -1,0 +1,116 @@
+"""The study loop: ask, evaluate and tell until the budget is used, then finish.
+
+The loop is ours, not Optuna's ``optimize``: ``claim`` counts the whole
+study's trials under a lock (hpo/runner/budget.py), every database call
+waits out an outage, and a worker's heartbeat and watchdog run beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import warnings
+from typing import TYPE_CHECKING
+
+import optuna
+from omegaconf import DictConfig
+
+from hpo import report
+from hpo.runner.budget import claim
+from hpo.runner.finish import finish
+from hpo.runner.liveness import heartbeat, watchdog
+from hpo.runner.opening import open_study
+from hpo.runner.plan import Plan, make_plan
+from hpo.runner.progress import progress_bar, show
+from hpo.runner.trial import evaluate, fail_if_running
+from hpo.storages import open_storage, retrying
+
+if TYPE_CHECKING:
+    from hpo.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, plan: Plan | None = None) -> report.Summary | None:
+    """Run (or resume) the configured study to its budget and report on it.
+
+    With ``finish=false`` (a worker started by ``workers=N``) it only runs
+    trials: the parent process reports once, and owns the parent run's state.
+    ``plan``: one already made from ``cfg`` (hpo/schedule reads the data first).
+    """
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    plan = plan or make_plan(cfg)
+    storage = open_storage(cfg.storage)
+    tracker = _tracker(cfg, plan)
+    try:
+        study = retrying(
+            lambda: open_study(cfg, plan, storage, tracker), plan.outage_limit, "opening the study"
+        )
+        failures = _trials(cfg, plan, study, storage, tracker)
+        summary = (
+            retrying(lambda: finish(cfg, plan, study, tracker), plan.outage_limit, "finishing")
+            if cfg.finish
+            else None
+        )
+    except BaseException as err:
+        if tracker:
+            tracker.flush(prompt=not isinstance(err, Exception))  # SIGTERM, Ctrl-C: promptly
+            if cfg.finish:
+                tracker.close_study("KILLED")
+        raise
+    finally:
+        if tracker:
+            tracker.flush()  # never leave the writer process (or its queued writes) behind
+    if failures >= plan.spec.max_failures:
+        raise RuntimeError(f"{failures} trials in a row failed")
+    return summary
+
+
+def _trials(
+    cfg: DictConfig,
+    plan: Plan,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    tracker: Tracker | None,
+) -> int:
+    """Claim and evaluate trials until the budget or the timeout; the failures in a row."""
+    failures = 0
+    with progress_bar(cfg, plan, study) as bar, watchdog(study, tracker):
+        deadline = time.monotonic() + plan.spec.timeout if plan.spec.timeout else math.inf
+        while time.monotonic() < deadline:
+            trial = retrying(
+                lambda: claim(study, storage, plan.budget, tracker, deadline, plan.sampler_for),
+                plan.outage_limit,
+                "asking for a trial",
+            )
+            if trial is None:
+                break
+            try:
+                with heartbeat(trial, storage):
+                    record = evaluate(plan, study, trial, tracker)
+            except BaseException:
+                fail_if_running(study, trial)  # stopped before evaluate() could tell
+                raise
+            failures = failures + 1 if record.state == "FAIL" else 0
+            with contextlib.suppress(Exception):  # progress only: never fail a study on it
+                show(bar, study, record, plan)
+            if failures >= plan.spec.max_failures:
+                log.error(
+                    "%d trials in a row failed: stopping; the last reason is in "
+                    "MLflow tag hpo.fail_reason",
+                    failures,
+                )
+                break
+    return failures
+
+
+def _tracker(cfg: DictConfig, plan: Plan) -> Tracker | None:
+    """The MLflow tracker, imported only when tracking is on (a worker without it starts faster)."""
+    if not cfg.tracking.enabled:
+        return None
+    from hpo.tracking import Tracker
+
+    return Tracker(cfg.tracking, plan.spec.name, plan.sampler_kind)

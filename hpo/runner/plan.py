@@ -1,0 +1,167 @@
+"""The plan: the config resolved and checked once, before the first trial.
+
+Everything that can be wrong with a study (objective settings, space,
+direction, budget, data, folds) is found here, as a one-line user error,
+rather than in the middle of a night of trials.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import optuna
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from hpo import pareto
+from hpo.config import ExtraObjective, StudyConfig, effective_cv
+from hpo.cv import CVSetup, Folds, folds_side_by_side, make_folds
+from hpo.data import Dataset, load_data
+from hpo.errors import UserError
+from hpo.metrics import Metric, get_metric
+from hpo.pruning import without_pruning
+from hpo.samplers import (
+    GridSampler,
+    build_pruner,
+    build_sampler,
+    sampler_kind,
+    sampler_traits,
+    trial_sampler,
+)
+from hpo.space import Space, parse_space
+from objectives.base import BadSetting, Objective
+
+Direction = Literal["maximize", "minimize"]
+
+
+@dataclass
+class Plan:
+    """Everything resolved and checked before the first trial."""
+
+    spec: StudyConfig
+    objective: Objective
+    data: Dataset
+    folds: Folds
+    metric: Metric
+    direction: Direction
+    space: Space
+    sampler: optuna.samplers.BaseSampler
+    sampler_kind: str
+    pruner: optuna.pruners.BasePruner
+    budget: int | None
+    leave_one_out: bool  # the metric is computed once on all out-of-fold predictions
+    seed: int
+    n_jobs: int
+    outage_limit: float = 300.0  # seconds to wait out an unreachable database
+    sampler_for: Callable[[int], optuna.samplers.BaseSampler] | None = None  # by trial number
+    further_objectives: tuple[ExtraObjective, ...] = ()  # after the metric (hpo/pareto.py)
+
+    @property
+    def directions(self) -> list[Direction]:
+        return [self.direction, *(cast(Any, o.direction) for o in self.further_objectives)]
+
+    @property
+    def cv_setup(self) -> CVSetup:
+        """What ``hpo.cv.cross_validate`` scores a trial's parameters on."""
+        return CVSetup(
+            self.data, self.folds, self.metric, self.seed, self.leave_one_out, self.n_jobs
+        )
+
+
+def make_plan(cfg: DictConfig) -> Plan:
+    spec: StudyConfig = OmegaConf.to_object(cfg.study)  # type: ignore[assignment]
+    objective = _objective(cfg.study.objective)
+    space = parse_space(spec.space)
+    try:
+        objective.validate(_space_values(space))  # fixed settings and the space's values
+    except BadSetting as err:
+        raise UserError(str(err)) from None
+    metric = get_metric(spec.metric, objective.task)  # type: ignore[arg-type]
+    direction = _direction(spec.direction or metric.direction)
+    kind = sampler_kind(cfg.sampler)
+    traits = sampler_traits(cfg.sampler)
+    further = pareto.extra_objectives(spec, kind, traits.multi_objective)
+    sampler = build_sampler(cfg.sampler, space)
+    if isinstance(sampler, GridSampler):
+        sampler.max_retry = int(cfg.storage.max_retry)
+    pruner = without_pruning(further, build_pruner(cfg.pruner))
+    budget = _budget(spec, kind, space)
+    cv = effective_cv(cfg)
+    data = load_data(spec.data, objective.task, int(cfg.seed))  # type: ignore[arg-type]
+    folds = make_folds(cv, data)
+    return Plan(
+        spec,
+        objective,
+        data,
+        folds,
+        metric,
+        direction,
+        space,
+        sampler,
+        kind,
+        pruner,
+        budget,
+        cv.scheme == "loo",
+        int(cfg.seed),
+        int(cfg.n_jobs) or folds_side_by_side(len(folds), os.cpu_count() or 1),
+        float(cfg.storage.outage_limit),
+        (lambda number: trial_sampler(cfg.sampler, space, number))
+        if traits.reseed_per_trial
+        else None,
+        further,
+    )
+
+
+def _direction(direction: str) -> Direction:
+    if direction not in ("maximize", "minimize"):
+        raise UserError(f"study.direction is '{direction}': use maximize or minimize")
+    return cast(Direction, direction)
+
+
+def _budget(spec: StudyConfig, kind: str, space: Space) -> int | None:
+    """The number of trials to run: study.n_trials, at most the grid's size; None: the timeout."""
+    budget = spec.n_trials
+    if kind == "grid":  # past the grid size the grid sampler would only repeat points
+        budget = min(budget or math.inf, space.grid_size())  # type: ignore[assignment]
+    if budget is not None and budget < 1:
+        raise UserError(
+            f"study.n_trials is {budget}: use a positive number, or null with a timeout"
+        )
+    if budget is None and spec.timeout is None:
+        raise UserError(
+            "the study has neither n_trials nor timeout: set study.n_trials=N "
+            "or study.timeout=SECONDS"
+        )
+    return budget
+
+
+def _space_values(space: Space) -> dict[str, tuple[Any, ...]]:
+    """For Objective.validate: each parameter's choices, or its range's ends and grid values."""
+    values: dict[str, tuple[Any, ...]] = {}
+    for p in space.params:
+        d = p.distribution
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            listed: tuple[Any, ...] = tuple(d.choices)
+        else:
+            listed = (d.low, d.high, *(p.grid or ()))  # type: ignore[attr-defined]
+        values[p.name] = tuple(dict.fromkeys(listed))
+    return values
+
+
+def _objective(node: Any) -> Objective:
+    try:
+        objective = instantiate(node)
+    except Exception as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, BadSetting):
+            raise UserError(str(cause)) from None
+        raise UserError(
+            f"cannot build study.objective: {str(cause).splitlines()[0]}; fix study.objective"
+        ) from None
+    if not isinstance(objective, Objective):
+        raise UserError(f"study.objective._target_ {node.get('_target_')} is not an Objective")
+    return objective

@@ -1,0 +1,64 @@
+"""Progress: a tqdm bar on a terminal, one log line per trial otherwise.
+
+Only for people watching: nothing here may fail a study (the loop ignores
+its errors), and the best value is read with one query, not every trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import optuna
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from hpo.records import TrialRecord
+from hpo.runner.budget import COUNTED
+from hpo.runner.plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+def progress_bar(cfg: DictConfig, plan: Plan, study: optuna.Study) -> tqdm:
+    """The study's bar, started at the trials already finished (a resumed study)."""
+    done = len(study.get_trials(deepcopy=False, states=COUNTED[:2]))
+    return tqdm(
+        total=plan.budget,
+        initial=min(done, plan.budget or done),
+        unit="trial",
+        desc=plan.spec.name,
+        disable=not (cfg.progress and sys.stderr.isatty()),
+        dynamic_ncols=True,
+    )
+
+
+def show(bar: tqdm, study: optuna.Study, record: TrialRecord, plan: Plan) -> None:
+    """Advance the bar past a finished trial, or log its line when there is no bar."""
+    value = record.metrics.get(plan.spec.metric)
+    shown = f"{value:.4f}" if value is not None else "-"
+    best = _best_value(study, plan.direction)
+    if record.state != "FAIL":
+        bar.update(1)
+    bar.set_postfix_str(f"best {plan.spec.metric}={best}")
+    if bar.disable:
+        log.info(
+            "trial %d %s %s=%s best=%s", record.number, record.state, plan.spec.metric, shown, best
+        )
+
+
+def _best_value(study: optuna.Study, direction: str) -> str:
+    """The best value so far, formatted: one query (get_best_trial), not every trial read back.
+
+    A multi-objective study has no best trial: the best of its first objective.
+    """
+    if len(study.directions) == 1:
+        try:
+            return f"{study.best_value:.4f}"
+        except ValueError:  # no complete trial yet
+            return "-"
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = [t.values[0] for t in complete if t.values]
+    pick = max if direction == "maximize" else min
+    return f"{pick(values):.4f}" if values else "-"

@@ -1,0 +1,180 @@
+"""One trial: suggest, cross-validate, tell Optuna, and build what the tracker logs.
+
+Every way a trial can end (complete, pruned after some folds, pruned, failed,
+interrupted by Ctrl-C or SIGTERM, the database gone) ends it once in Optuna
+and once in MLflow, so that neither store is left with a RUNNING trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo import pareto
+from hpo.cv import CVResult, FoldsPruned, cross_validate
+from hpo.pruning import QueuedStepReporter
+from hpo.records import RUN_ATTR, TrialRecord
+from hpo.runner.plan import Plan
+from hpo.secrets import mask
+from hpo.storages import DatabaseOutage, retrying
+
+if TYPE_CHECKING:
+    from hpo.tracking import Tracker
+
+log = logging.getLogger(__name__)
+CV_ATTR = "cv"  # {"std", "fold_values", "info"} of a trial's cross-validation
+
+
+def evaluate(
+    plan: Plan, study: optuna.Study, trial: optuna.Trial, tracker: Tracker | None
+) -> TrialRecord:
+    """Run one trial and tell Optuna its outcome; returns what the tracker logs."""
+    run_id: str | None = None
+    interrupted: BaseException | None = None
+    try:  # Ctrl-C or SIGTERM while starting: the trial still ends as FAIL, its run KILLED
+        run_id = tracker.start_trial(trial.number) if tracker else None
+        _own(plan, trial, run_id)
+    except (KeyboardInterrupt, SystemExit) as err:
+        interrupted = err
+    params: dict[str, Any] = {}
+    result: CVResult | None = None
+    values: list[float] = []
+    # pruner=none: no reports at all (each is a storage write, for nothing)
+    reports = (
+        None
+        if isinstance(plan.pruner, optuna.pruners.NopPruner)
+        else QueuedStepReporter(study, trial)
+    )
+    try:
+        if interrupted is not None:
+            raise interrupted
+        params = plan.space.suggest(trial)
+        result = cross_validate(
+            plan.objective, params, plan.cv_setup, reports.should_prune if reports else None
+        )
+        if not math.isfinite(result.value):
+            raise ValueError(f"objective value is {result.value}")
+        values = pareto.values(result.value, result.fit_facts, plan.further_objectives)
+        record = _record(trial.number, "COMPLETE", params, plan, result)
+    except FoldsPruned as pruned:
+        result = pruned.result
+        record = _record(trial.number, "PRUNED", params, plan, result)
+        record.tags["hpo.prune_reason"] = str(pruned)  # e.g. "pruned at epoch 7 of fold 2"
+    except optuna.TrialPruned:
+        record = TrialRecord(trial.number, "PRUNED", params)
+    except (Exception, KeyboardInterrupt, SystemExit) as err:
+        reason = mask(f"{type(err).__name__}: {err}".splitlines()[0])[:500]
+        record = TrialRecord(trial.number, "FAIL", params, tags={"hpo.fail_reason": reason})
+        if isinstance(err, Exception):
+            log.warning("trial %d failed: %s", trial.number, reason)
+        else:
+            interrupted = err
+    if reports is not None:
+        reports.flush()  # a pruned trial's value is its last stored step
+    _store(plan, study, trial, record, result, values, tracker, run_id)
+    if interrupted is not None:  # Ctrl-C or SIGTERM: the run is KILLED, then we stop
+        if tracker and run_id:
+            tracker.kill_trial(run_id, record.tags["hpo.fail_reason"])
+        raise interrupted
+    if tracker and run_id:
+        tracker.end_trial(run_id, record)
+    return record
+
+
+def fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Mark FAIL a trial this worker claimed but never told (SIGTERM just after claim())."""
+    with contextlib.suppress(Exception):
+        if not study._storage.get_trial(trial._trial_id).state.is_finished():
+            study.tell(trial, state=TrialState.FAIL)
+
+
+def _own(plan: Plan, trial: optuna.Trial, run_id: str | None) -> None:
+    """Mark the trial as this worker's (host:pid) and its MLflow run's, waiting out an outage."""
+    owner = {"worker": f"{socket.gethostname()}:{os.getpid()}", RUN_ATTR: run_id}
+
+    def claim_ownership() -> None:
+        for key, value in owner.items():
+            if value:
+                trial.set_user_attr(key, value)
+
+    retrying(claim_ownership, plan.outage_limit, "starting a trial")
+
+
+def _store(
+    plan: Plan,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    record: TrialRecord,
+    result: CVResult | None,
+    values: list[float],
+    tracker: Tracker | None,
+    run_id: str | None,
+) -> None:
+    """Tell the trial, waiting out an outage; past the limit its run is KILLED, then we stop."""
+    try:
+        retrying(
+            lambda: tell(study, trial, record, result, values),
+            plan.outage_limit,
+            "storing a trial",
+        )
+    except DatabaseOutage:
+        if tracker and run_id:
+            tracker.kill_trial(run_id, "the database was unreachable when the trial ended")
+        raise
+
+
+def tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    record: TrialRecord,
+    result: CVResult | None,
+    values: list[float],
+) -> None:
+    """Store the trial's CV facts in one user attr, then its final state (once: safe to retry).
+
+    A trial already finished (told before the connection dropped, or failed as
+    stale meanwhile) is left as it is; that is found out from the write that
+    refuses it rather than by reading the trial first, a round trip per trial.
+    """
+    try:
+        if result is not None:
+            cv = {"std": result.std, "fold_values": result.fold_values, "info": result.fit_facts}
+            trial.set_user_attr(CV_ATTR, cv)
+        if record.state == "FAIL":
+            trial.set_user_attr("fail_reason", record.tags["hpo.fail_reason"])
+    except RuntimeError:  # Optuna: "Trial#N has already finished and can not be updated"
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            return
+        raise
+    if record.state == "FAIL":
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    elif record.state == "PRUNED":
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+    else:
+        assert result is not None
+        study.tell(trial, values, skip_if_finished=True)
+
+
+def _record(
+    number: int, state: str, params: dict[str, Any], plan: Plan, result: CVResult
+) -> TrialRecord:
+    name = plan.spec.metric
+    metrics = {
+        name: result.value,
+        f"{name}_std": result.std,
+        "fit_seconds": result.fit_seconds,
+        "n_folds_run": len(result.fold_values),
+    }
+    metrics |= {k: v for k, v in result.fit_facts.items()}
+    series = {f"{name}_fold": result.fold_values, **result.curves}
+    oof = None
+    if result.oof_index is not None:
+        oof = (plan.data.task, plan.data.y[result.oof_index], result.oof_scores)
+    return TrialRecord(number, state, params, metrics, series, oof=oof)

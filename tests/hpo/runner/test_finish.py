@@ -1,0 +1,46 @@
+"""finish: the parent run's summary, plots, config and loadable best model."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from hpo.runner import run
+from tests.hpo.runner.helpers import FAST_XGB, load, runs
+
+
+@pytest.mark.slow
+def test_parent_run_has_summary_plots_config_and_loadable_model(make_cfg) -> None:
+    cfg = make_cfg("study=xgb_f1", "study.n_trials=3", "pruner=none", *FAST_XGB)
+    run(cfg)
+    study = load(cfg)
+    parent, _ = runs(cfg)
+    client = MlflowClient(cfg.tracking.uri)
+
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert parent.data.metrics["n_complete"] == 3
+    assert all(not t.intermediate_values for t in study.trials), "pruner=none: no reports"
+    assert parent.data.tags["hpo.best_trial"] == str(study.best_trial.number)
+    for key, value in study.best_params.items():
+        assert parent.data.tags[f"best.{key}"] == str(value)
+    files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "config.yaml" in files
+    assert {
+        "plots/optimization_history.html",
+        "plots/slice.html",
+        "plots/parallel_coordinate.html",
+        "plots/param_importances.html",
+    } <= plots
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)  # as a user does: models:/ URIs resolve there
+    model = mlflow.pyfunc.load_model(parent.data.tags["hpo.model_uri"])
+    from hpo.data import load_data
+
+    data = load_data("breast_cancer", "classification", 0)
+    predictions = np.asarray(model.predict(data.X[:10]))
+    assert predictions.shape == (10,)
+    assert ((predictions >= 0) & (predictions <= 1)).all()

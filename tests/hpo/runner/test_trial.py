@@ -1,0 +1,71 @@
+"""evaluate and tell: every way a trial ends is stored once, in both stores."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.cv import CVResult
+from hpo.records import TrialRecord
+from hpo.runner import run
+from hpo.runner.trial import tell
+from tests.hpo.runner.helpers import PRIOR, load, runs
+
+
+@pytest.mark.parametrize("outcome", ["COMPLETE", "PRUNED", "FAIL"])
+def test_telling_a_trial_another_worker_already_failed_leaves_it_failed(tmp_path, outcome) -> None:
+    """The watchdog elsewhere failed it (stale heartbeat): our late tell must not raise or undo."""
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j"))
+    )
+    study = optuna.create_study(storage=storage, direction="maximize")
+    trial = study.ask()
+    trial.report(0.5, 0)
+    elsewhere = optuna.load_study(study_name=study.study_name, storage=storage)
+    elsewhere.tell(trial.number, state=TrialState.FAIL)
+
+    result = CVResult(0.9, 0.0, [0.9])
+    tags = {"hpo.fail_reason": "boom"} if outcome == "FAIL" else {}
+    tell(study, trial, TrialRecord(trial.number, outcome, {}, tags=tags), result, [0.9])
+
+    stored = study.trials[0]
+    assert stored.state == TrialState.FAIL
+    assert "cv" not in stored.user_attrs
+
+
+def test_telling_twice_keeps_the_first_outcome(tmp_path) -> None:
+    """A retried tell after a dropped connection: the second is a no-op, not an error."""
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    record = TrialRecord(trial.number, "COMPLETE", {})
+    tell(study, trial, record, CVResult(0.9, 0.0, [0.9]), [0.9])
+    tell(study, trial, record, CVResult(0.9, 0.0, [0.9]), [0.9])
+    assert study.trials[0].state == TrialState.COMPLETE
+    assert study.trials[0].value == 0.9
+
+
+def test_an_interrupt_while_a_trial_starts_still_fails_it_and_kills_its_run(
+    make_cfg, monkeypatch
+) -> None:
+    """Ctrl-C (or SIGTERM) just as the trial's owner is written: FAIL and KILLED, not RUNNING."""
+    cfg = make_cfg(*PRIOR, "study.n_trials=2")
+    real = optuna.trial.Trial.set_user_attr
+    calls: list[str] = []
+
+    def interrupted_once(trial: optuna.trial.Trial, key: str, value: object) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real(trial, key, value)
+
+    monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    monkeypatch.undo()
+
+    (trial,) = load(cfg).trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"].startswith("KeyboardInterrupt")
+    _, (child,) = runs(cfg)
+    assert child.info.status == "KILLED"
