@@ -37,7 +37,7 @@ _COMPOSED: dict[tuple[str, ...], Any] = {}
 
 
 def compose(overrides: Sequence[str]) -> Any:
-    """The hpo config for ``overrides``, composed exactly as ``python -m hpo`` would.
+    """The typed hpo config for ``overrides``, composed exactly as ``python -m hpo`` would.
 
     Composed once per set of overrides and copied afterwards: conf/ and studies/
     are read when a script starts, not between repeats, so a file edited while a
@@ -48,11 +48,11 @@ def compose(overrides: Sequence[str]) -> Any:
         from hydra import compose as hydra_compose
         from hydra import initialize_config_dir
 
-        from hpo.config import CONF_DIR, register_configs
+        from hpo.config import CONF_DIR, register_configs, typed
 
         register_configs()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            _COMPOSED[key] = hydra_compose("config", overrides=list(key))
+            _COMPOSED[key] = typed(hydra_compose("config", overrides=list(key)))
     return copy.deepcopy(_COMPOSED[key])
 
 
@@ -130,7 +130,7 @@ def run_hpo(
     ``Tracker.flush()`` inside finish() waits for them: that wait is ``drain``.
     """
     import hpo.runner.loop as hs
-    import hpo.tracking as ht
+    import hpo.tracking.tracker as ht
 
     marks = _Marks()
     orig_claim, orig_finish = hs.claim, hs.finish

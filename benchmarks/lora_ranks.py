@@ -41,7 +41,6 @@ FIXED = {
 def run_study(args: argparse.Namespace, seed: int) -> tuple[list[Any], set[int]]:
     """The finished trials of one lora_intents_pareto run, and the numbers of the front's."""
     import optuna
-    from omegaconf import OmegaConf, open_dict
 
     from hpo.runner import run
     from hpo.storages import open_storage
@@ -56,13 +55,12 @@ def run_study(args: argparse.Namespace, seed: int) -> tuple[list[Any], set[int]]
     ]
     cfg = compose(overrides)
     if not args.search:
-        with open_dict(cfg):
-            cfg.study.objective.update(FIXED)
-        cfg.study.space = OmegaConf.create({"r": {"type": "categorical", "choices": RANKS}})
+        cfg.study.objective.update(FIXED)
+        cfg.study.space = {"r": {"type": "categorical", "choices": RANKS}}
     if args.epochs:
-        cfg.study.objective.epochs = args.epochs
+        cfg.study.objective["epochs"] = args.epochs
     if args.per_intent:  # a smaller generated data set, for a quick look
-        cfg.study.data = OmegaConf.create({"name": "intents", "per_intent": args.per_intent})
+        cfg.study.data = {"name": "intents", "per_intent": args.per_intent}
     with scratch("lora-ranks-") as tmp:
         cfg = placed(cfg, tmp, args.trials if args.search else len(RANKS))
         run(cfg)

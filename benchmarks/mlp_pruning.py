@@ -108,8 +108,8 @@ def throughput(
     from hpo.storages import open_storage
 
     cfg = compose([f"study={study}", "cv=holdout", "n_jobs=1"])
-    cfg.study.objective.max_epochs = epochs
-    cfg.study.objective.patience = epochs  # no early stop: every way runs every epoch
+    cfg.study.objective["max_epochs"] = epochs
+    cfg.study.objective["patience"] = epochs  # no early stop: every way runs every epoch
     plan = make_plan(cfg)
     params = {"n_layers": 2, "width": 128, "optimizer": "adam", "lr": 1e-3, "batch_size": batch}
     train = plan.folds[0][0]

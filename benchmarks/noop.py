@@ -21,6 +21,7 @@ class NoopObjective(Objective):
     """
 
     flavor = "sklearn"
+    requirements = ("scikit-learn",)
 
     def __init__(
         self, task: str = "classification", seed: int = 0, sleep: float = 0.0, **_ignored: Any

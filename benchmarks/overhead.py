@@ -107,10 +107,13 @@ def _peer_objective() -> Callable[[Any], float]:
 
 def _tpe(variant: str) -> Any:
     import optuna
-    from hydra.utils import instantiate
+
+    from hpo.samplers import build_sampler
+    from hpo.space import parse_space
 
     if variant == "floor-mv":
-        return instantiate(compose(HPO_OVERRIDES).sampler)  # conf/sampler/tpe.yaml
+        cfg = compose(HPO_OVERRIDES)
+        return build_sampler(cfg.sampler, parse_space(cfg.study.space))  # conf/sampler/tpe.yaml
     return optuna.samplers.TPESampler(seed=0)
 
 
@@ -277,7 +280,7 @@ def breakdown(args: argparse.Namespace) -> None:
     import hpo.runner.loop as hs
     import hpo.runner.trial as ht
     from hpo.space import Space
-    from hpo.tracking import Tracker
+    from hpo.tracking.tracker import Tracker
 
     tpe_sampler = optuna.samplers.TPESampler
     probes = Probes()

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from hpo.cli import composition_error, fail, missing_option
-from hpo.config import CONF_DIR, register_configs
+from hpo.config import CONF_DIR, register_configs, typed
 from hpo.errors import UserError
 from hpo.secrets import hide_secrets
 from hpo.storages import DatabaseOutage
@@ -55,8 +55,12 @@ def _run(cfg: DictConfig) -> None:
         print(summary.text(), flush=True)
 
 
-def _job(cfg: DictConfig) -> Summary | None:
-    """The study, nightly or as N workers; imports only what that job needs (worker start-up)."""
+def _job(composed: DictConfig) -> Summary | None:
+    """The study, nightly or as N workers; imports only what that job needs (worker start-up).
+
+    The composed config becomes the typed one here, once: nothing below reads a DictConfig.
+    """
+    cfg = typed(composed)
     if cfg.schedule.kind != "none":
         from hpo.schedule import run_scheduled
 

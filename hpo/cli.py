@@ -28,11 +28,16 @@ def missing_option(err: MissingConfigException) -> str:
     return first_line(err)
 
 
+RENAMED = {"finish": "finish=false is now trials_only=true (this process runs trials only)"}
+
+
 def composition_error(err: BaseException) -> str:
     """One line for a bad override: the key or value at fault and what to do."""
     text = str(err)
     if text.startswith("Could not override '"):
         key = text.split("'")[1]
+        if key in RENAMED:
+            return f"unknown key '{key}': {RENAMED[key]}"
         return (
             f"unknown key '{key}': check its spelling against --cfg job, "
             f"or add a new key with +{key}=VALUE"

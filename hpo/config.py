@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_DIR / "conf"
@@ -112,7 +112,9 @@ class Config:
     n_jobs: int = 0  # folds evaluated side by side; 0: the fewest waves that fill every core
     progress: bool = True
     workers: int = 1  # local worker processes on the study (hpo/workers.py)
-    finish: bool = True  # false: run trials only; whoever finishes writes summary, plots, model
+    # true: this process only runs trials (a worker joining a study); whoever runs the
+    # study without it writes the summary, plots and model, and owns the parent run's state
+    trials_only: bool = False
     worker_id: int = 0  # a launcher sweep's job index (conf/launcher/): identical jobs differ by it
 
 
@@ -137,7 +139,31 @@ def register_configs() -> None:
             cs.store(group="study", name=path.stem, node=OmegaConf.load(path))
 
 
-def effective_cv(cfg: Any) -> CVConfig:
+def typed(cfg: DictConfig | Config) -> Config:
+    """The composed config as the schema's dataclasses, every interpolation resolved.
+
+    Built once, by the entry point: below it nothing reads a ``DictConfig``, so a
+    function's signature says which part of the config it needs, and mypy checks
+    it. The open groups (sampler, pruner, objective, data) become plain dicts,
+    which ``hydra.utils.instantiate`` takes as they are.
+    """
+    if isinstance(cfg, Config):
+        return cfg
+    schema = OmegaConf.get_type(cfg)
+    known = isinstance(schema, type) and issubclass(schema, Config)
+    config = OmegaConf.to_object(
+        cfg if known else OmegaConf.merge(OmegaConf.structured(Config), cfg)
+    )
+    assert isinstance(config, Config)
+    return config
+
+
+def to_yaml(config: Config) -> str:
+    """``config`` as YAML, as Hydra would have written it (for the run's config.yaml)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def effective_cv(cfg: Config) -> CVConfig:
     """The study's CV unless ``cv=...`` replaced it, with the top-level seed filled in."""
     chosen = cfg.cv if cfg.cv is not None else cfg.study.cv
     cv: CVConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CVConfig), chosen))  # type: ignore[assignment]

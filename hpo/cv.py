@@ -89,8 +89,8 @@ def folds_side_by_side(n_folds: int, cores: int) -> int:
     the cores (5 folds on 2 cores: 2 + 2 + 1, the last fold on its own, and a
     fit's second thread gains little). Instead the folds go in
     ``n_folds // cores`` waves, a core running more than one fold where
-    needed (3 + 2): xgb_imbalanced_ap measured 0.41x the peer's time against
-    0.54x for 2 + 2 + 1 (benchmarks/xgb_cost.py --set n_jobs=3).
+    needed (3 + 2), which is faster than 2 + 2 + 1 (``benchmarks/xgb_cost.py
+    --set n_jobs=3``; figures in docs/benchmarks.md).
     """
     if n_folds <= cores:
         return n_folds
@@ -145,8 +145,8 @@ def cross_validate(
     """Score ``params`` on every fold, and keep the out-of-fold predictions.
 
     Folds run ``setup.n_jobs`` at a time in threads, each fit with cores // folds in
-    its wave threads (XGBoost and torch release the GIL; one thread per fold
-    measured 2.5x faster than one fold on two threads). When a fold ends the
+    its wave threads (XGBoost and torch release the GIL, and one thread per fold
+    beats one fold on two threads). When a fold ends the
     trial (pruned, or an error), the folds still running are told to stop
     (``FoldData.stopped``) rather than run to the end for nothing. After each fold, in fold order,
     ``should_prune(step, running_mean)`` is asked (step = fold index) unless

@@ -5,7 +5,7 @@ Three pieces, each used by one layer of a trial:
 - ``QueuedStepReporter`` (the runner): ``should_prune(step, value)`` for one
   trial, with the storage write off the training thread. ``trial.report``
   writes each step before the pruner is asked: on the journal file that is a
-  locked, fsync'd append (about 1.3 ms here), paid once per epoch on the
+  locked, fsync'd append, paid once per epoch on the
   training thread. The pruner needs only the trial's own values, which this
   process already has, and the other trials' values, which it reads from
   storage. So the value is queued for a background thread to write, and the

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import optuna
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
@@ -37,7 +38,7 @@ class SamplerTraits:
     multi_objective: bool
 
 
-def sampler_traits(cfg: DictConfig) -> SamplerTraits:
+def sampler_traits(cfg: Mapping[str, Any]) -> SamplerTraits:
     """The sampler's traits: its YAML's ``hpo:`` mapping, else what its class suggests.
 
     A sampler YAML without ``hpo:`` is reseeded when its class takes a seed (and
@@ -132,14 +133,16 @@ class GridSampler(optuna.samplers.GridSampler):
         return {tuple(values): i for i, values in enumerate(self._all_grids)}
 
 
-def sampler_kind(cfg: DictConfig) -> str:
+def sampler_kind(cfg: Mapping[str, Any]) -> str:
     """grid, random, tpe, cmaes, ... from the sampler's class name."""
     target = str(cfg.get("_target_", ""))
     name = target.rsplit(".", 1)[-1].removesuffix("Sampler")
     return {"CmaEs": "cmaes", "TPE": "tpe"}.get(name, name.lower())
 
 
-def build_sampler(cfg: DictConfig, space: Space, warn: bool = True) -> optuna.samplers.BaseSampler:
+def build_sampler(
+    cfg: Mapping[str, Any], space: Space, warn: bool = True
+) -> optuna.samplers.BaseSampler:
     """The configured sampler; the grid sampler gets its grid from the space."""
     kind = sampler_kind(cfg)
     extra: dict[str, Any] = {}
@@ -162,7 +165,7 @@ def build_sampler(cfg: DictConfig, space: Space, warn: bool = True) -> optuna.sa
     return _instantiate(cfg, "sampler", **extra)
 
 
-def _refuse_cmaes_restarts(cfg: DictConfig) -> None:
+def _refuse_cmaes_restarts(cfg: Mapping[str, Any]) -> None:
     """Optuna >= 4.4 ignores restart_strategy and inc_popsize (a FutureWarning, no restarts)."""
     strategy, inc = cfg.get("restart_strategy"), cfg.get("inc_popsize", -1)
     if strategy is None and inc == -1:
@@ -175,7 +178,7 @@ def _refuse_cmaes_restarts(cfg: DictConfig) -> None:
     )
 
 
-def trial_sampler(cfg: DictConfig, space: Space, number: int) -> optuna.samplers.BaseSampler:
+def trial_sampler(cfg: Mapping[str, Any], space: Space, number: int) -> optuna.samplers.BaseSampler:
     """The sampler for the study's next trial, seeded from (seed, trial number).
 
     Workers built from the same config would otherwise draw the same random
@@ -189,19 +192,17 @@ def trial_sampler(cfg: DictConfig, space: Space, number: int) -> optuna.samplers
     """
     if cfg.get("seed") is None:
         return build_sampler(cfg, space, warn=False)
-    seed = int(np.random.SeedSequence([int(cfg.seed), number]).generate_state(1)[0])
-    seeded = OmegaConf.merge(cfg, {"seed": seed})
-    assert isinstance(seeded, DictConfig)
-    return build_sampler(seeded, space, warn=False)
+    seed = int(np.random.SeedSequence([int(cfg["seed"]), number]).generate_state(1)[0])
+    return build_sampler({**cfg, "seed": seed}, space, warn=False)
 
 
-def build_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
+def build_pruner(cfg: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     return _instantiate(cfg, "pruner")
 
 
-def _instantiate(cfg: DictConfig, group: str, **extra: Any) -> Any:
-    options = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(options, dict)
+def _instantiate(cfg: Mapping[str, Any], group: str, **extra: Any) -> Any:
+    """``cfg`` (the typed config's plain, resolved dict) built with Hydra's ``instantiate``."""
+    options = copy.deepcopy(dict(cfg))
     target = str(options.get("_target_", ""))
     options.pop(TRAITS_KEY, None)  # hpo's, not the sampler's
     _check_types(options, group)

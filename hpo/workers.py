@@ -1,7 +1,7 @@
 """``workers=N``: N local worker processes on one study, started and watched from one command.
 
 The parent resolves the config, creates the study and its MLflow parent run
-once, then starts N copies of the same command (``workers=1 finish=false``)
+once, then starts N copies of the same command (``workers=1 trials_only=true``)
 and shows the study's progress from the storage. Each child is an ordinary
 worker, exactly like one started by hand on another machine: the exact
 budget, heartbeats and retries come from the storage, not from this module.
@@ -22,16 +22,16 @@ from pathlib import Path
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
 from optuna.trial import TrialState
 from tqdm import tqdm
 
 from hpo import report
+from hpo.config import Config
 from hpo.errors import UserError
 from hpo.runner import Plan, finish, make_plan, open_study
 from hpo.secrets import mask
 from hpo.storages import backend_name, open_storage, retrying, serves_one_worker
-from hpo.tracking import Tracker
+from hpo.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
@@ -47,7 +47,7 @@ def refuse_shared_sqlite(url: str, workers: int) -> None:
         )
 
 
-def fan_out(cfg: DictConfig) -> report.Summary:
+def fan_out(cfg: Config) -> report.Summary:
     """Run the study in ``cfg.workers`` child processes; report once they are done."""
     workers = int(cfg.workers)
     refuse_shared_sqlite(cfg.storage.url, workers)
@@ -93,7 +93,7 @@ def _start(index: int) -> subprocess.Popen[bytes]:
         "hpo",
         *overrides,
         "workers=1",
-        "finish=false",
+        "trials_only=true",
         "progress=false",
         f"hydra.run.dir={folder}",
         "hydra.job_logging.root.level=WARNING",  # per-trial lines come from the parent's bar
@@ -102,7 +102,7 @@ def _start(index: int) -> subprocess.Popen[bytes]:
 
 
 def _watch(
-    cfg: DictConfig, plan: Plan, study: optuna.Study, children: list[subprocess.Popen[bytes]]
+    cfg: Config, plan: Plan, study: optuna.Study, children: list[subprocess.Popen[bytes]]
 ) -> None:
     """Show the study's progress (all workers) until every child has exited."""
     finished = (TrialState.COMPLETE, TrialState.PRUNED)

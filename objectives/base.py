@@ -65,10 +65,14 @@ class Objective(ABC):
     Attributes:
         task: "classification" or "regression"; decides the metrics and splitters.
         flavor: the MLflow model flavour the refit model is logged with.
+        requirements: the pip packages a logged model needs to load (names: the
+            tracker pins the installed versions). A class attribute, not a setting;
+            empty leaves MLflow to infer them, which loads the model in a subprocess.
     """
 
     task: str
     flavor: str
+    requirements: tuple[str, ...] = ()
 
     @abstractmethod
     def fit_predict(

@@ -33,12 +33,13 @@ class XGBoostObjective(Objective):
     early_stopping_rounds: int = 25
     inner_valid_fraction: float = 0.2
     # Histogram bins per feature (XGBoost's default 256 when None). Fewer bins make each
-    # round cheaper: 64 measured 2.2x less CPU than 256 at the same AP on 20k x 40 rows.
+    # round cheaper, usually at the same score (benchmarks/xgb_cost.py measures it).
     max_bin: int | None = None
     nthread: int = 0  # 0: the threads the CV harness gives each fold
     # Rounds between reports to the pruner (None: the harness prunes after whole folds).
     report_every: int | None = None
     flavor: str = "xgboost"
+    requirements = ("xgboost-cpu",)
 
     def validate(self, values: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Refuse a fixed setting XGBoost would fail on (or misread) in every trial."""

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
 
-from hpo.config import CONF_DIR, register_configs
+from hpo.config import CONF_DIR, Config, register_configs, typed
 
 register_configs()
 # A study that costs nothing to evaluate, for tests of the runner rather than of a model.
@@ -29,7 +28,7 @@ ConfigStore.instance().store(
     },
 )
 
-Compose = Callable[..., DictConfig]
+Compose = Callable[..., Config]
 
 
 @pytest.fixture(scope="session")
@@ -40,10 +39,11 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> Compose:
-    """compose(*overrides): the project's config with this test's own storage and study name."""
+    """compose(*overrides): the project's typed config (as ``python -m hpo`` makes it) with
+    this test's own storage and study name."""
     monkeypatch.chdir(tmp_path)
 
-    def make(*overrides: str, name: str | None = None) -> DictConfig:
+    def make(*overrides: str, name: str | None = None) -> Config:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(
                 "config",
@@ -56,6 +56,6 @@ def make_cfg(tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -
             )
         if name is not None or not any(o.startswith("study.name=") for o in overrides):
             cfg.study.name = name or f"{cfg.study.name}-{uuid.uuid4().hex[:8]}"
-        return cfg
+        return typed(cfg)
 
     return make

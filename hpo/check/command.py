@@ -25,11 +25,11 @@ from optuna.trial import TrialState
 
 from hpo.check.compare import Check, Mismatch
 from hpo.cli import composition_error, fail, missing_option
-from hpo.config import CONF_DIR, Config, register_configs
+from hpo.config import CONF_DIR, Config, register_configs, typed
 from hpo.errors import UserError
 from hpo.secrets import hide_secrets, mask
 from hpo.storages import display_url, open_storage, storage_file
-from hpo.tracking import check_server
+from hpo.tracking.tracker import check_server
 
 
 @dataclass
@@ -37,7 +37,7 @@ class CheckConfig(Config):
     repair: bool = False  # make MLflow match Optuna, then check again
 
 
-def open_check(cfg: DictConfig) -> Check:
+def open_check(cfg: Config) -> Check:
     """The study and its experiment from the config; anything missing is a UserError."""
     name = cfg.study.name
     if not cfg.tracking.enabled:
@@ -86,7 +86,7 @@ def table(mismatches: Iterable[Mismatch]) -> str:
     )
 
 
-def check(cfg: DictConfig, repair: bool = False) -> int:
+def check(cfg: Config, repair: bool = False) -> int:
     """Print the mismatches (and repair them if asked); the exit status."""
     checker = open_check(cfg)
     study = checker.study
@@ -152,7 +152,9 @@ _typed: list[str] = []  # the command line as typed, passwords masked, to sugges
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="hpo_check")
 def _run(cfg: DictConfig) -> None:
     try:
-        _outcome.append(check(cfg, cfg.repair))
+        config = typed(cfg)
+        assert isinstance(config, CheckConfig)
+        _outcome.append(check(config, config.repair))
     except (Exception, KeyboardInterrupt) as err:  # Hydra would print the overrides
         _outcome.append(err)
 

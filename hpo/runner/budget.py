@@ -19,7 +19,7 @@ from hpo.samplers import GridSampler
 from hpo.storages import study_lock
 
 if TYPE_CHECKING:
-    from hpo.tracking import Tracker
+    from hpo.tracking.tracker import Tracker
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 WAIT_SECONDS = 1.0  # how often a worker waiting on others' running trials looks again

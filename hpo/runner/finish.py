@@ -11,30 +11,36 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
-from omegaconf import DictConfig, OmegaConf
 
 from hpo import report
+from hpo.config import Config, to_yaml
+from hpo.names import (
+    BEST_TRIAL_TAG,
+    CV_ATTR,
+    CV_FIT_FACTS,
+    MODEL_TRIAL_TAG,
+    MODEL_URI_TAG,
+    PARETO_FRONT_TAG,
+)
 from hpo.runner.plan import Plan
-from hpo.runner.trial import CV_ATTR
+from hpo.secrets import mask
 from hpo.storages import display_url
 
 if TYPE_CHECKING:
-    from hpo.tracking import Tracker
+    from hpo.tracking.tracker import Tracker
 
 
-def finish(
-    cfg: DictConfig, plan: Plan, study: optuna.Study, tracker: Tracker | None
-) -> report.Summary:
+def finish(cfg: Config, plan: Plan, study: optuna.Study, tracker: Tracker | None) -> report.Summary:
     """Summary, plots, config and the refit best model on the parent run."""
     summary = report.summarize(study, plan.spec.metric, [o.name for o in plan.further_objectives])
     summary.where["optuna storage"] = display_url(cfg.storage)
     if tracker is None:
         return summary
-    texts = [("config.yaml", OmegaConf.to_yaml(cfg, resolve=True)), *report.plots(study, summary)]
+    texts = [("config.yaml", mask(to_yaml(cfg))), *report.plots(study, summary)]
     metrics, tags = _best_facts(plan, summary)
     tracker.flush()
     tracker.log_study(metrics, tags, texts)
-    if summary.best_number is not None and tracker.parent_tag("hpo.model_trial") != str(
+    if summary.best_number is not None and tracker.parent_tag(MODEL_TRIAL_TAG) != str(
         summary.best_number
     ):
         _log_best_model(plan, study.get_trials(deepcopy=False)[summary.best_number], tracker)
@@ -52,17 +58,17 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
         if summary.best_std is not None:
             metrics[f"best_{plan.spec.metric}_std"] = summary.best_std
         tags = {
-            "hpo.best_trial": str(summary.best_number),
+            BEST_TRIAL_TAG: str(summary.best_number),
             **{f"best.{k}": str(v) for k, v in summary.best_params.items()},
         }
         if summary.front:
-            tags["hpo.pareto_front"] = ",".join(str(row["trial"]) for row in summary.front)
+            tags[PARETO_FRONT_TAG] = ",".join(str(row["trial"]) for row in summary.front)
     return metrics, tags
 
 
 def _log_best_model(plan: Plan, best: optuna.trial.FrozenTrial, tracker: Tracker) -> None:
     """Refit and log ``best``: the best trial, or the front's best by the study metric."""
-    from hpo.tracking import log_model
+    from hpo.tracking.models import log_model
 
     data = plan.data
     model = plan.objective.refit(
@@ -70,16 +76,16 @@ def _log_best_model(plan: Plan, best: optuna.trial.FrozenTrial, tracker: Tracker
         data.X,
         data.y,
         data.n_classes,
-        best.user_attrs.get(CV_ATTR, {}).get("info", {}),
+        best.user_attrs.get(CV_ATTR, {}).get(CV_FIT_FACTS, {}),
         plan.seed,
     )
     sample = data.X[:5]
     uri = log_model(
         tracker,
+        plan.objective,
         model,
-        plan.objective.flavor,
         sample,
         np.asarray(plan.objective.predict(model, sample)),
         best.number,
     )
-    tracker.log_study({}, {"hpo.model_trial": str(best.number), "hpo.model_uri": uri}, [])
+    tracker.log_study({}, {MODEL_TRIAL_TAG: str(best.number), MODEL_URI_TAG: uri}, [])

@@ -23,12 +23,12 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import TrialState
 
-from hpo.records import RUN_ATTR
+from hpo.names import RUN_ATTR, WORKER_ATTR
 from hpo.secrets import mask
 from hpo.storages import StaleTrials, is_outage, max_retry
 
 if TYPE_CHECKING:
-    from hpo.tracking import Tracker
+    from hpo.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 UNOWNED_SECONDS = 120.0  # a RUNNING trial no worker has marked by then is failed
@@ -101,7 +101,7 @@ def _reap_orphans(study: optuna.Study, tracker: Tracker | None) -> None:
     """Fail RUNNING trials whose process on this host is gone (killed without a heartbeat)."""
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker", "")
+        worker = trial.user_attrs.get(WORKER_ATTR, "")
         if not worker.startswith(host + ":") or alive(int(worker.rsplit(":", 1)[1])):
             continue
         study.tell(trial.number, state=TrialState.FAIL)
@@ -124,7 +124,7 @@ def _reap_unowned(study: optuna.Study) -> None:
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         started = trial.datetime_start.timestamp() if trial.datetime_start else now
-        if "worker" not in trial.user_attrs and now - started > UNOWNED_SECONDS:
+        if WORKER_ATTR not in trial.user_attrs and now - started > UNOWNED_SECONDS:
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                 study.tell(trial.number, state=TrialState.FAIL)
                 log.warning("trial %d was never started by a worker: marked FAIL", trial.number)

@@ -15,9 +15,9 @@ import warnings
 from typing import TYPE_CHECKING
 
 import optuna
-from omegaconf import DictConfig
 
 from hpo import report
+from hpo.config import Config
 from hpo.runner.budget import claim
 from hpo.runner.finish import finish
 from hpo.runner.liveness import heartbeat, watchdog
@@ -28,15 +28,15 @@ from hpo.runner.trial import evaluate, fail_if_running
 from hpo.storages import open_storage, retrying
 
 if TYPE_CHECKING:
-    from hpo.tracking import Tracker
+    from hpo.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, plan: Plan | None = None) -> report.Summary | None:
+def run(cfg: Config, plan: Plan | None = None) -> report.Summary | None:
     """Run (or resume) the configured study to its budget and report on it.
 
-    With ``finish=false`` (a worker started by ``workers=N``) it only runs
+    With ``trials_only=true`` (a worker started by ``workers=N``) it only runs
     trials: the parent process reports once, and owns the parent run's state.
     ``plan``: one already made from ``cfg`` (hpo/schedule reads the data first).
     """
@@ -52,13 +52,13 @@ def run(cfg: DictConfig, plan: Plan | None = None) -> report.Summary | None:
         failures = _trials(cfg, plan, study, storage, tracker)
         summary = (
             retrying(lambda: finish(cfg, plan, study, tracker), plan.outage_limit, "finishing")
-            if cfg.finish
+            if not cfg.trials_only
             else None
         )
     except BaseException as err:
         if tracker:
             tracker.flush(prompt=not isinstance(err, Exception))  # SIGTERM, Ctrl-C: promptly
-            if cfg.finish:
+            if not cfg.trials_only:
                 tracker.close_study("KILLED")
         raise
     finally:
@@ -70,7 +70,7 @@ def run(cfg: DictConfig, plan: Plan | None = None) -> report.Summary | None:
 
 
 def _trials(
-    cfg: DictConfig,
+    cfg: Config,
     plan: Plan,
     study: optuna.Study,
     storage: optuna.storages.BaseStorage,
@@ -107,10 +107,10 @@ def _trials(
     return failures
 
 
-def _tracker(cfg: DictConfig, plan: Plan) -> Tracker | None:
+def _tracker(cfg: Config, plan: Plan) -> Tracker | None:
     """The MLflow tracker, imported only when tracking is on (a worker without it starts faster)."""
     if not cfg.tracking.enabled:
         return None
-    from hpo.tracking import Tracker
+    from hpo.tracking.tracker import Tracker
 
     return Tracker(cfg.tracking, plan.spec.name, plan.sampler_kind)

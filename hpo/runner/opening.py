@@ -12,21 +12,21 @@ import socket
 from typing import TYPE_CHECKING
 
 import optuna
-from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from hpo.config import Config
 from hpo.errors import UserError
-from hpo.records import PARENT_ATTR
+from hpo.names import DIRECTION_TAG, METRIC_TAG, OBJECTIVES_TAG, PARENT_ATTR, WORKER_ATTR
 from hpo.runner.liveness import alive, recover
 from hpo.runner.plan import Plan
 from hpo.storages import serves_one_worker, study_lock
 
 if TYPE_CHECKING:
-    from hpo.tracking import Tracker
+    from hpo.tracking.tracker import Tracker
 
 
 def open_study(
-    cfg: DictConfig, plan: Plan, storage: optuna.storages.BaseStorage, tracker: Tracker | None
+    cfg: Config, plan: Plan, storage: optuna.storages.BaseStorage, tracker: Tracker | None
 ) -> optuna.Study:
     """Create or resume the study (and its MLflow parent run) under the study lock."""
     name = plan.spec.name
@@ -50,11 +50,9 @@ def open_study(
 def _open_parent(study: optuna.Study, plan: Plan, tracker: Tracker) -> None:
     """The study's MLflow parent run: the one it has, or a new one remembered on the study."""
     existing = study.user_attrs.get(PARENT_ATTR)
-    tags = {"hpo.metric": plan.spec.metric, "hpo.direction": plan.direction}
+    tags = {METRIC_TAG: plan.spec.metric, DIRECTION_TAG: plan.direction}
     if plan.further_objectives:
-        tags["hpo.objectives"] = ", ".join(
-            f"{o.name} {o.direction}" for o in plan.further_objectives
-        )
+        tags[OBJECTIVES_TAG] = ", ".join(f"{o.name} {o.direction}" for o in plan.further_objectives)
     parent = tracker.open_parent(existing, tags)
     if parent != existing:
         study.set_user_attr(PARENT_ATTR, parent)
@@ -89,7 +87,7 @@ def refuse_second_sqlite_worker(study: optuna.Study, url: str) -> None:
         return
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker", "")
+        worker = trial.user_attrs.get(WORKER_ATTR, "")
         if worker.startswith(host + ":") and alive(int(worker.rsplit(":", 1)[1])):
             raise UserError(
                 f"process {worker.rsplit(':', 1)[1]} is already running study "

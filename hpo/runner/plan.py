@@ -15,10 +15,9 @@ from typing import Any, Literal, cast
 
 import optuna
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
 from hpo import pareto
-from hpo.config import ExtraObjective, StudyConfig, effective_cv
+from hpo.config import Config, ExtraObjective, StudyConfig, effective_cv
 from hpo.cv import CVSetup, Folds, folds_side_by_side, make_folds
 from hpo.data import Dataset, load_data
 from hpo.errors import UserError
@@ -72,9 +71,9 @@ class Plan:
         )
 
 
-def make_plan(cfg: DictConfig) -> Plan:
-    spec: StudyConfig = OmegaConf.to_object(cfg.study)  # type: ignore[assignment]
-    objective = _objective(cfg.study.objective)
+def make_plan(cfg: Config) -> Plan:
+    spec = cfg.study
+    objective = _objective(spec.objective)
     space = parse_space(spec.space)
     try:
         objective.validate(_space_values(space))  # fixed settings and the space's values

@@ -10,18 +10,18 @@ import logging
 import sys
 
 import optuna
-from omegaconf import DictConfig
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from hpo.records import TrialRecord
+from hpo.config import Config
 from hpo.runner.budget import COUNTED
 from hpo.runner.plan import Plan
+from hpo.tracking.records import TrialRecord
 
 log = logging.getLogger(__name__)
 
 
-def progress_bar(cfg: DictConfig, plan: Plan, study: optuna.Study) -> tqdm:
+def progress_bar(cfg: Config, plan: Plan, study: optuna.Study) -> tqdm:
     """The study's bar, started at the trials already finished (a resumed study)."""
     done = len(study.get_trials(deepcopy=False, states=COUNTED[:2]))
     return tqdm(

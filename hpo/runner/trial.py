@@ -19,17 +19,27 @@ from optuna.trial import TrialState
 
 from hpo import pareto
 from hpo.cv import CVResult, FoldsPruned, cross_validate
+from hpo.names import (
+    CV_ATTR,
+    CV_FIT_FACTS,
+    CV_FOLD_VALUES,
+    CV_STD,
+    FAIL_REASON_ATTR,
+    FAIL_REASON_TAG,
+    PRUNE_REASON_TAG,
+    RUN_ATTR,
+    WORKER_ATTR,
+)
 from hpo.pruning import QueuedStepReporter
-from hpo.records import RUN_ATTR, TrialRecord
 from hpo.runner.plan import Plan
 from hpo.secrets import mask
 from hpo.storages import DatabaseOutage, retrying
+from hpo.tracking.records import TrialRecord
 
 if TYPE_CHECKING:
-    from hpo.tracking import Tracker
+    from hpo.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
-CV_ATTR = "cv"  # {"std", "fold_values", "info"} of a trial's cross-validation
 
 
 def evaluate(
@@ -66,12 +76,12 @@ def evaluate(
     except FoldsPruned as pruned:
         result = pruned.result
         record = _record(trial.number, "PRUNED", params, plan, result)
-        record.tags["hpo.prune_reason"] = str(pruned)  # e.g. "pruned at epoch 7 of fold 2"
+        record.tags[PRUNE_REASON_TAG] = str(pruned)  # e.g. "pruned at epoch 7 of fold 2"
     except optuna.TrialPruned:
         record = TrialRecord(trial.number, "PRUNED", params)
     except (Exception, KeyboardInterrupt, SystemExit) as err:
         reason = mask(f"{type(err).__name__}: {err}".splitlines()[0])[:500]
-        record = TrialRecord(trial.number, "FAIL", params, tags={"hpo.fail_reason": reason})
+        record = TrialRecord(trial.number, "FAIL", params, tags={FAIL_REASON_TAG: reason})
         if isinstance(err, Exception):
             log.warning("trial %d failed: %s", trial.number, reason)
         else:
@@ -81,7 +91,7 @@ def evaluate(
     _store(plan, study, trial, record, result, values, tracker, run_id)
     if interrupted is not None:  # Ctrl-C or SIGTERM: the run is KILLED, then we stop
         if tracker and run_id:
-            tracker.kill_trial(run_id, record.tags["hpo.fail_reason"])
+            tracker.kill_trial(run_id, record.tags[FAIL_REASON_TAG])
         raise interrupted
     if tracker and run_id:
         tracker.end_trial(run_id, record)
@@ -97,7 +107,7 @@ def fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
 
 def _own(plan: Plan, trial: optuna.Trial, run_id: str | None) -> None:
     """Mark the trial as this worker's (host:pid) and its MLflow run's, waiting out an outage."""
-    owner = {"worker": f"{socket.gethostname()}:{os.getpid()}", RUN_ATTR: run_id}
+    owner = {WORKER_ATTR: f"{socket.gethostname()}:{os.getpid()}", RUN_ATTR: run_id}
 
     def claim_ownership() -> None:
         for key, value in owner.items():
@@ -145,10 +155,14 @@ def tell(
     """
     try:
         if result is not None:
-            cv = {"std": result.std, "fold_values": result.fold_values, "info": result.fit_facts}
+            cv = {
+                CV_STD: result.std,
+                CV_FOLD_VALUES: result.fold_values,
+                CV_FIT_FACTS: result.fit_facts,
+            }
             trial.set_user_attr(CV_ATTR, cv)
         if record.state == "FAIL":
-            trial.set_user_attr("fail_reason", record.tags["hpo.fail_reason"])
+            trial.set_user_attr(FAIL_REASON_ATTR, record.tags[FAIL_REASON_TAG])
     except RuntimeError:  # Optuna: "Trial#N has already finished and can not be updated"
         if study._storage.get_trial(trial._trial_id).state.is_finished():
             return

@@ -29,13 +29,21 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hpo.cv import cross_validate
+from hpo.names import (
+    CHAMPION_PREFIX,
+    DECISION_TAG,
+    MODEL_TRIAL_TAG,
+    MODEL_URI_TAG,
+    NIGHT_TAG,
+    PARAMS_TAG,
+    PARENT_ATTR,
+    TRIAL_TAG,
+    VALUE_TAG,
+)
 from hpo.pareto import best_on_front
-from hpo.records import PARENT_ATTR
 from hpo.runner import CV_ATTR, Plan
 
 log = logging.getLogger(__name__)
-PREFIX = "hpo.champion."
-PARAMS_TAG = "hpo.params"
 
 
 @dataclass
@@ -72,14 +80,18 @@ class Decision:
     def tags(self) -> dict[str, str]:
         """``hpo.champion.*`` tags: the outcome is ``hpo.champion.decision``."""
         figures = {k: v for k, v in asdict(self).items() if v is not None and k != "outcome"}
-        tags = {PREFIX + k: str(v) for k, v in figures.items()}
-        return {**tags, PREFIX + "decision": self.outcome, PREFIX + "summary": self.line()}
+        tags = {CHAMPION_PREFIX + k: str(v) for k, v in figures.items()}
+        return {
+            **tags,
+            CHAMPION_PREFIX + "decision": self.outcome,
+            CHAMPION_PREFIX + "summary": self.line(),
+        }
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> Decision:
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = tags.get(PREFIX + ("decision" if f.name == "outcome" else f.name))
+            raw = tags.get(CHAMPION_PREFIX + ("decision" if f.name == "outcome" else f.name))
             if raw is None:
                 continue
             kind = str(f.type)
@@ -105,12 +117,12 @@ def challenge(
     best = study.best_trial if len(study.directions) == 1 else best_on_front(study)
     parent_id = study.user_attrs[PARENT_ATTR]
     parent = client.get_run(parent_id).data.tags
-    if parent.get(PREFIX + "trial") == str(best.number):
+    if parent.get(CHAMPION_PREFIX + "trial") == str(best.number):
         decision = Decision.from_tags(parent)
         if decision.promoted:  # the alias is set last: a night cut off just before it sets it now
             _promote(client, model_name, alias, decision.version)
         return decision
-    if parent.get("hpo.model_trial") != str(best.number):
+    if parent.get(MODEL_TRIAL_TAG) != str(best.number):
         raise RuntimeError(f"the parent run has no refit model of trial {best.number}")
     folds = [float(v) for v in best.user_attrs[CV_ATTR]["fold_values"]]
     value = float(np.mean(folds))
@@ -123,20 +135,20 @@ def challenge(
         client, model_name, parent_id, best.number
     ) or client.create_model_version(
         model_name,
-        source=parent["hpo.model_uri"],
+        source=parent[MODEL_URI_TAG],
         run_id=parent_id,
-        model_id=_model_id(parent["hpo.model_uri"]),
+        model_id=_model_id(parent[MODEL_URI_TAG]),
         tags={
             **version_tags,
-            "hpo.trial": str(best.number),
+            TRIAL_TAG: str(best.number),
             PARAMS_TAG: json.dumps(best.params, sort_keys=True),
-            "hpo.value": repr(decision.challenger_value),
+            VALUE_TAG: repr(decision.challenger_value),
         },
     )
     decision.version = str(version.version)
-    client.set_model_version_tag(model_name, version.version, "hpo.decision", decision.outcome)
+    client.set_model_version_tag(model_name, version.version, DECISION_TAG, decision.outcome)
     client.set_registered_model_alias(model_name, "challenger", version.version)
-    _record(client, parent_id, decision, version_tags.get("hpo.night", ""))
+    _record(client, parent_id, decision, version_tags.get(NIGHT_TAG, ""))
     if decision.promoted:  # last: a night that fails before here leaves the champion as it was
         _promote(client, model_name, alias, decision.version)
     log.info("%s: %s", model_name, decision.line())
@@ -148,7 +160,7 @@ def _registered(
 ) -> ModelVersion | None:
     """The version an earlier, interrupted try of this night registered for the same trial."""
     for version in client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'"):
-        if version.tags.get("hpo.trial") == str(trial):
+        if version.tags.get(TRIAL_TAG) == str(trial):
             return version
     return None
 

@@ -17,12 +17,20 @@ from mlflow.entities import Metric, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from hpo.names import (
+    CHAMPION_PREFIX,
+    DATA_CHANGED_TAG,
+    FINGERPRINT_TAG,
+    NIGHTLY_ATTEMPTS_TAG,
+    NIGHTLY_DATE_TAG,
+    NIGHTLY_ERROR_TAG,
+    NIGHTLY_HOLDER_TAG,
+    NIGHTLY_STUDY_TAG,
+    ROLE_NIGHT,
+    ROLE_TAG,
+)
 from hpo.schedule.lock import holder
 from hpo.secrets import mask
-
-DATE_TAG = "hpo.nightly.date"
-ERROR_TAG = "hpo.nightly.error"
-FINGERPRINT_TAG = "hpo.data_fingerprint"
 
 
 @dataclass
@@ -44,16 +52,16 @@ class Night:
     def from_run(cls, run: Run) -> Night:
         tags, metrics = run.data.tags, run.data.metrics
         return cls(
-            date=tags[DATE_TAG],
+            date=tags[NIGHTLY_DATE_TAG],
             status=run.info.status,
-            study=tags.get("hpo.nightly.study", ""),
+            study=tags.get(NIGHTLY_STUDY_TAG, ""),
             run_id=run.info.run_id,
             best_value=metrics.get("best_value"),
-            decision=tags.get("hpo.champion.decision"),
+            decision=tags.get(CHAMPION_PREFIX + "decision"),
             champion_value=metrics.get("champion_value"),
             fingerprint=tags.get(FINGERPRINT_TAG),
-            error=tags.get(ERROR_TAG),
-            note=tags.get("hpo.data_changed"),
+            error=tags.get(NIGHTLY_ERROR_TAG),
+            note=tags.get(DATA_CHANGED_TAG),
         )
 
 
@@ -79,24 +87,24 @@ class Ledger:
 
     def open(self, night: str, study_name: str) -> str:
         """The night's run, RUNNING again if this is a rerun of the same night."""
-        existing = self._runs(f"tags.`{DATE_TAG}` = '{night}'")
-        tags = {"hpo.nightly.holder": holder()}
+        existing = self._runs(f"tags.`{NIGHTLY_DATE_TAG}` = '{night}'")
+        tags = {NIGHTLY_HOLDER_TAG: holder()}
         if existing:
             self.run_id = existing[0].info.run_id
-            attempts = int(existing[0].data.tags.get("hpo.nightly.attempts", "1")) + 1
+            attempts = int(existing[0].data.tags.get(NIGHTLY_ATTEMPTS_TAG, "1")) + 1
             self.client.update_run(self.run_id, status="RUNNING")
-            if ERROR_TAG in existing[0].data.tags:
-                self.client.delete_tag(self.run_id, ERROR_TAG)
-            self.record({**tags, "hpo.nightly.attempts": str(attempts)})
+            if NIGHTLY_ERROR_TAG in existing[0].data.tags:
+                self.client.delete_tag(self.run_id, NIGHTLY_ERROR_TAG)
+            self.record({**tags, NIGHTLY_ATTEMPTS_TAG: str(attempts)})
         else:
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=night,
                 tags={
-                    DATE_TAG: night,
-                    "hpo.nightly.study": study_name,
-                    "hpo.role": "night",
-                    "hpo.nightly.attempts": "1",
+                    NIGHTLY_DATE_TAG: night,
+                    NIGHTLY_STUDY_TAG: study_name,
+                    ROLE_TAG: ROLE_NIGHT,
+                    NIGHTLY_ATTEMPTS_TAG: "1",
                     **tags,
                 },
             )
@@ -120,13 +128,13 @@ class Ledger:
     def close(self, status: str = "FINISHED", error: str | None = None) -> None:
         assert self.run_id is not None
         if error:
-            self.record({ERROR_TAG: error})
+            self.record({NIGHTLY_ERROR_TAG: error})
         self.client.set_terminated(self.run_id, status=status)
 
     def nights(self) -> list[Night]:
         """Every night recorded, oldest first."""
         return sorted(
-            (Night.from_run(r) for r in self._runs(None) if DATE_TAG in r.data.tags),
+            (Night.from_run(r) for r in self._runs(None) if NIGHTLY_DATE_TAG in r.data.tags),
             key=lambda n: n.date,
         )
 

@@ -17,26 +17,37 @@ with the reason, and leaves the champion where it was.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 
 import optuna
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
 
 from hpo import report
+from hpo.config import Config
 from hpo.errors import UserError
-from hpo.records import PARENT_ATTR
+from hpo.names import (
+    DATA_CHANGED_TAG,
+    FINGERPRINT_TAG,
+    NIGHT_TAG,
+    NIGHTLY_DATE_TAG,
+    NIGHTLY_LEDGER_RUN_TAG,
+    NIGHTLY_PARENT_RUN_TAG,
+    PARENT_ATTR,
+    STUDY_TAG,
+    WARM_START_TAG,
+)
 from hpo.runner import make_plan, run
 from hpo.schedule import history
 from hpo.schedule.champion import Decision, challenge
-from hpo.schedule.ledger import FINGERPRINT_TAG, Ledger
+from hpo.schedule.ledger import Ledger
 from hpo.schedule.lock import night_lock
 from hpo.schedule.names import dated, night_of
 from hpo.schedule.warm_start import warm_start
 from hpo.secrets import mask
 from hpo.storages import init_lock, open_storage, storage_url
-from hpo.tracking import _default_artifacts
+from hpo.tracking.tracker import default_artifacts
 
 log = logging.getLogger(__name__)
 REPORT = "nightly/report.html"
@@ -46,7 +57,7 @@ class NightFailed(RuntimeError):
     """The night ran but produced nothing to promote."""
 
 
-def run_scheduled(cfg: DictConfig) -> report.Summary:
+def run_scheduled(cfg: Config) -> report.Summary:
     """Run the configured study as tonight's dated study (``schedule.kind: nightly``)."""
     kind = cfg.schedule.kind
     if kind != "nightly":
@@ -56,10 +67,10 @@ def run_scheduled(cfg: DictConfig) -> report.Summary:
             "schedule=nightly keeps its champion in the MLflow model registry: "
             "leave tracking.enabled=true"
         )
-    if int(cfg.workers) > 1 or not cfg.finish:
+    if int(cfg.workers) > 1 or cfg.trials_only:
         raise UserError(
             "schedule=nightly runs in one process: drop workers=N; more workers can join "
-            "tonight's study with study.name=NAME-YYYY-MM-DD finish=false"
+            "tonight's study with study.name=NAME-YYYY-MM-DD trials_only=true"
         )
     base = str(cfg.study.name)
     night = night_of(cfg.schedule.date)
@@ -67,7 +78,7 @@ def run_scheduled(cfg: DictConfig) -> report.Summary:
         uri = str(cfg.tracking.uri)
         with init_lock(uri, "mlflow-schema"):  # the first use of a store creates its tables
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            ledger = Ledger(client, base, cfg.tracking.artifact_location or _default_artifacts(uri))
+            ledger = Ledger(client, base, cfg.tracking.artifact_location or default_artifacts(uri))
         ledger.open(night, dated(base, night))
         parent: list[str] = []  # the night's parent run, once it exists
         try:
@@ -83,7 +94,7 @@ def run_scheduled(cfg: DictConfig) -> report.Summary:
 
 
 def _night(
-    cfg: DictConfig,
+    cfg: Config,
     base: str,
     night: str,
     client: MlflowClient,
@@ -91,11 +102,11 @@ def _night(
     parent: list[str],
 ) -> report.Summary:
     name = dated(base, night)
-    cfg.study.name = name
+    cfg = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, name=name))
     plan = make_plan(cfg)
     fingerprint = plan.data.fingerprint()
     note = _data_change(ledger, night, fingerprint)
-    data_tags = {FINGERPRINT_TAG: fingerprint, **({"hpo.data_changed": note} if note else {})}
+    data_tags = {FINGERPRINT_TAG: fingerprint, **({DATA_CHANGED_TAG: note} if note else {})}
     ledger.record(data_tags)
     if note:
         log.warning("%s", note)
@@ -104,13 +115,13 @@ def _night(
     warm = warm_start(storage, plan, base, night, int(cfg.schedule.warm_start))
     tags = {
         **data_tags,
-        "hpo.nightly.date": night,
-        "hpo.nightly.ledger_run": str(ledger.run_id),
-        "hpo.warm_start": warm.line(),
+        NIGHTLY_DATE_TAG: night,
+        NIGHTLY_LEDGER_RUN_TAG: str(ledger.run_id),
+        WARM_START_TAG: warm.line(),
     }
     try:
         summary = run(cfg, plan)
-        assert summary is not None  # finish=true: run() reports
+        assert summary is not None  # not trials_only: run() reports
     finally:  # a failed night's parent run is tagged too
         parent += _tag_parent(storage, name, client, ledger, tags)
     study = optuna.load_study(study_name=name, storage=storage)
@@ -125,7 +136,7 @@ def _night(
         model_name,
         str(cfg.schedule.alias),
         float(cfg.schedule.min_improvement),
-        {"hpo.night": night, "hpo.study": name, FINGERPRINT_TAG: fingerprint},
+        {NIGHT_TAG: night, STUDY_TAG: name, FINGERPRINT_TAG: fingerprint},
     )
     ledger.record(decision.tags(), _figures(decision))
     summary.where |= {
@@ -151,7 +162,7 @@ def _tag_parent(
             return []
         for key, value in tags.items():
             client.set_tag(parent, key, value)
-        ledger.record({"hpo.nightly.parent_run": parent})
+        ledger.record({NIGHTLY_PARENT_RUN_TAG: parent})
         return [parent]
     except Exception as err:  # keep the night's own error, if there is one
         log.warning("could not tag the night's parent run: %s", mask(str(err))[:300])

@@ -1,6 +1,6 @@
 """Optuna's journal file (``journal:PATH``): the default, for several processes on one machine.
 
-One append-only file, measured 5x cheaper per trial than SQLite. The locks
+One append-only file, cheaper per trial than SQLite (docs/benchmarks.md). The locks
 are OS file locks beside the file, which every process opening the same
 path shares and the kernel frees when a holder dies.
 """

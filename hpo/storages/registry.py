@@ -1,11 +1,17 @@
-"""The one table of backends, and the lookups that pick one by URL or by opened storage.
+"""The backends, found rather than listed, and the lookups that pick one by URL or storage.
 
-Adding a backend: one module with a ``Backend`` subclass, one entry here, one
-YAML in conf/storage/. Order matters only where schemes or storage classes
-overlap: the general SQL class comes last.
+Adding a backend is one module in this folder with a ``Backend`` subclass (and
+one YAML in conf/storage/): every module here is imported once and each
+``Backend`` subclass defined in one is a backend. Where schemes or storage
+classes overlap, a subclass is asked before its base (SQLite and PostgreSQL
+before the general SQL class they extend).
 """
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
 
 from optuna.storages import BaseStorage
 
@@ -13,14 +19,24 @@ from hpo.config import StorageConfig
 from hpo.errors import UserError
 from hpo.secrets import mask
 from hpo.storages.base import Backend
-from hpo.storages.journal import JournalFile
-from hpo.storages.postgres import PostgreSQL
-from hpo.storages.rdb import RDB
-from hpo.storages.redis import Redis
-from hpo.storages.sqlite import SQLite
 from hpo.storages.url import storage_url
 
-BACKENDS: tuple[type[Backend], ...] = (JournalFile, SQLite, PostgreSQL, Redis, RDB)
+
+def discover() -> tuple[type[Backend], ...]:
+    """Every ``Backend`` subclass defined in a module of hpo/storages, subclasses first."""
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)], "hpo.storages."):
+        importlib.import_module(module.name)
+    found: list[type[Backend]] = []
+    stack = list(Backend.__subclasses__())
+    while stack:
+        kind = stack.pop()
+        stack.extend(kind.__subclasses__())
+        if kind.__module__.startswith("hpo.storages.") and kind not in found:
+            found.append(kind)
+    return tuple(sorted(found, key=lambda kind: (-len(kind.__mro__), kind.__name__)))
+
+
+BACKENDS: tuple[type[Backend], ...] = discover()
 
 
 def find_backend(url: str, cfg: StorageConfig | None = None) -> Backend | None:

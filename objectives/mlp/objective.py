@@ -46,6 +46,7 @@ class MLPObjective(MLPKnobs, TorchObjective[MLPKnobs]):
     # (threads spin waiting for each other).
     max_threads: int = 1
     flavor: str = "pytorch"
+    requirements = ("torch",)
 
     def knobs(self, params: dict[str, Any]) -> MLPKnobs:
         """This objective's defaults overridden by a trial's params."""

@@ -19,6 +19,7 @@ class PriorObjective(Objective):
 
     task: str = "classification"
     flavor: str = "sklearn"
+    requirements = ("scikit-learn",)
     fail_above: float | None = None  # fail when params["x"] is above this
     nan: bool = False
     sleep: float = 0.0  # seconds per fold, to keep a trial running

@@ -6,7 +6,6 @@ import math
 
 import optuna
 import pytest
-from omegaconf import OmegaConf
 
 from hpo.errors import UserError
 from hpo.runner import claim
@@ -110,15 +109,14 @@ def test_each_shipped_sampler_states_its_traits_in_its_yaml(
 
 def test_a_sampler_yaml_without_traits_is_reseeded_when_its_class_takes_a_seed() -> None:
     """A new sampler is one YAML: without ``hpo:``, workers still do not draw in step."""
-    qmc = OmegaConf.create({"_target_": "optuna.samplers.QMCSampler", "seed": 3})
+    qmc = {"_target_": "optuna.samplers.QMCSampler", "seed": 3}
     assert sampler_traits(qmc) == SamplerTraits(reseed_per_trial=True, multi_objective=True)
     assert isinstance(build_sampler(qmc, SPACE), optuna.samplers.QMCSampler)
-    unseeded = OmegaConf.create({"_target_": "optuna.samplers.QMCSampler", "hpo": {}})
-    unseeded.hpo.reseed_per_trial = False
+    unseeded = {"_target_": "optuna.samplers.QMCSampler", "hpo": {"reseed_per_trial": False}}
     assert not sampler_traits(unseeded).reseed_per_trial
 
 
 def test_a_misspelt_trait_is_refused_naming_the_traits() -> None:
-    cfg = OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "hpo": {"reseed": 1}})
+    cfg = {"_target_": "optuna.samplers.RandomSampler", "hpo": {"reseed": 1}}
     with pytest.raises(UserError, match=r"sampler\.hpo\.reseed is not a sampler trait"):
         sampler_traits(cfg)

@@ -8,11 +8,11 @@ import optuna
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from hpo.check import Mismatch, check, open_check
-from hpo.records import RUN_ATTR
+from hpo.config import Config
+from hpo.names import RUN_ATTR
 from hpo.runner import run
 from hpo.storages import open_storage
 
@@ -30,25 +30,25 @@ TWO_STATES = [
 
 
 @pytest.fixture
-def cfg(make_cfg) -> DictConfig:
+def cfg(make_cfg) -> Config:
     """A finished study with COMPLETE and FAIL trials, and its MLflow experiment."""
     cfg = make_cfg(*TWO_STATES)
     run(cfg)
     return cfg
 
 
-def trials(cfg: DictConfig) -> dict[TrialState, optuna.trial.FrozenTrial]:
+def trials(cfg: Config) -> dict[TrialState, optuna.trial.FrozenTrial]:
     study = optuna.load_study(study_name=cfg.study.name, storage=open_storage(cfg.storage))
     by_state = {t.state: t for t in reversed(study.trials)}  # the first of each state
     assert set(by_state) == {TrialState.COMPLETE, TrialState.FAIL}
     return by_state
 
 
-def client(cfg: DictConfig) -> MlflowClient:
+def client(cfg: Config) -> MlflowClient:
     return MlflowClient(cfg.tracking.uri)
 
 
-def run_of(cfg: DictConfig, trial: optuna.trial.FrozenTrial) -> Run:
+def run_of(cfg: Config, trial: optuna.trial.FrozenTrial) -> Run:
     return client(cfg).get_run(trial.user_attrs[RUN_ATTR])
 
 
@@ -57,7 +57,7 @@ def problems(found: list[Mismatch]) -> list[tuple[int, str]]:
     return sorted((-1 if m.trial is None else m.trial, m.problem) for m in found)
 
 
-def repair(cfg: DictConfig) -> None:
+def repair(cfg: Config) -> None:
     """Repair, then the study and its experiment agree."""
     assert check(cfg, repair=True) == 0
     assert open_check(cfg).mismatches() == []

@@ -8,16 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from hpo.check import open_check
+from hpo.config import Config
 from hpo.errors import UserError
-from hpo.records import RUN_ATTR
+from hpo.names import RUN_ATTR
 from tests.hpo.check.conftest import REPO, TWO_STATES, client, trials
 
 
-def test_an_unknown_study_is_a_user_error(make_cfg, cfg: DictConfig) -> None:
+def test_an_unknown_study_is_a_user_error(make_cfg, cfg: Config) -> None:
     other = make_cfg(*TWO_STATES)
     other.storage = cfg.storage
     with pytest.raises(UserError, match=r"no study 'tiny_prior-\w+' in .* \(it has: tiny_prior-"):
@@ -25,7 +25,7 @@ def test_an_unknown_study_is_a_user_error(make_cfg, cfg: DictConfig) -> None:
 
 
 @pytest.mark.slow
-def test_the_command_reports_then_repairs_with_exit_status_1_then_0(cfg: DictConfig) -> None:
+def test_the_command_reports_then_repairs_with_exit_status_1_then_0(cfg: Config) -> None:
     trial = trials(cfg)[TrialState.COMPLETE]
     client(cfg).update_run(trial.user_attrs[RUN_ATTR], status="RUNNING")
     args = [

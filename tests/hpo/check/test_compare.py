@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import optuna
-from omegaconf import DictConfig
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpo.check import ORPHAN, check, open_check
-from hpo.records import PARENT_ATTR, RUN_ATTR
+from hpo.config import Config
+from hpo.names import PARENT_ATTR, RUN_ATTR
 from hpo.storages import open_storage
 from tests.hpo.check.conftest import client, problems, repair, run_of, trials
 
 
-def test_a_study_and_its_experiment_agree_after_a_run(cfg: DictConfig, capsys) -> None:
+def test_a_study_and_its_experiment_agree_after_a_run(cfg: Config, capsys) -> None:
     states = trials(cfg)
     assert run_of(cfg, states[TrialState.COMPLETE]).info.status == "FINISHED"
     assert run_of(cfg, states[TrialState.FAIL]).info.status == "FAILED"
@@ -22,7 +22,7 @@ def test_a_study_and_its_experiment_agree_after_a_run(cfg: DictConfig, capsys) -
     assert "MLflow agrees" in capsys.readouterr().out
 
 
-def test_runs_left_running_are_closed_as_their_trials_ended(cfg: DictConfig, capsys) -> None:
+def test_runs_left_running_are_closed_as_their_trials_ended(cfg: Config, capsys) -> None:
     """A writer that died before it drained leaves runs RUNNING for finished trials."""
     states = trials(cfg)
     mlflow = client(cfg)
@@ -46,7 +46,7 @@ def test_runs_left_running_are_closed_as_their_trials_ended(cfg: DictConfig, cap
     assert "too large" in failed.data.tags["hpo.fail_reason"], "Optuna's reason is kept"
 
 
-def test_states_and_tags_are_set_from_optuna(cfg: DictConfig) -> None:
+def test_states_and_tags_are_set_from_optuna(cfg: Config) -> None:
     states = trials(cfg)
     mlflow = client(cfg)
     complete, fail = (
@@ -67,7 +67,7 @@ def test_states_and_tags_are_set_from_optuna(cfg: DictConfig) -> None:
     assert (failed.info.status, failed.data.tags["hpo.state"]) == ("FAILED", "FAIL")
 
 
-def test_a_pruned_trial_without_a_run_gets_one_from_the_trial(cfg: DictConfig) -> None:
+def test_a_pruned_trial_without_a_run_gets_one_from_the_trial(cfg: Config) -> None:
     study = optuna.load_study(study_name=cfg.study.name, storage=open_storage(cfg.storage))
     study.add_trial(
         create_trial(
@@ -93,7 +93,7 @@ def test_a_pruned_trial_without_a_run_gets_one_from_the_trial(cfg: DictConfig) -
     assert created.data.tags["hpo.repaired"] == "hpo.check"
 
 
-def test_duplicate_and_orphan_runs_are_tagged_not_deleted(cfg: DictConfig) -> None:
+def test_duplicate_and_orphan_runs_are_tagged_not_deleted(cfg: Config) -> None:
     states = trials(cfg)
     mlflow = client(cfg)
     check_ = open_check(cfg)
@@ -119,7 +119,7 @@ def test_duplicate_and_orphan_runs_are_tagged_not_deleted(cfg: DictConfig) -> No
     assert own.info.status == "FINISHED" and ORPHAN not in own.data.tags
 
 
-def test_a_deleted_parent_is_restored_and_an_extra_one_marked(cfg: DictConfig) -> None:
+def test_a_deleted_parent_is_restored_and_an_extra_one_marked(cfg: Config) -> None:
     check_ = open_check(cfg)
     mlflow = client(cfg)
     parent = check_.study.user_attrs[PARENT_ATTR]
@@ -132,7 +132,7 @@ def test_a_deleted_parent_is_restored_and_an_extra_one_marked(cfg: DictConfig) -
     assert ORPHAN in mlflow.get_run(extra.info.run_id).data.tags
 
 
-def test_a_lost_parent_is_recreated_and_the_children_moved_to_it(cfg: DictConfig) -> None:
+def test_a_lost_parent_is_recreated_and_the_children_moved_to_it(cfg: Config) -> None:
     """The parent run gone for good (another experiment's id in the attr): a new one, linked."""
     check_ = open_check(cfg)
     mlflow = client(cfg)
@@ -153,7 +153,7 @@ def test_a_lost_parent_is_recreated_and_the_children_moved_to_it(cfg: DictConfig
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {new}
 
 
-def test_a_parent_left_running_is_closed_as_killed(cfg: DictConfig) -> None:
+def test_a_parent_left_running_is_closed_as_killed(cfg: Config) -> None:
     check_ = open_check(cfg)
     parent = check_.study.user_attrs[PARENT_ATTR]
     client(cfg).update_run(parent, status="RUNNING")

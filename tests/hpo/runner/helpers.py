@@ -7,8 +7,8 @@ from pathlib import Path
 import mlflow
 import optuna
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
 
+from hpo.config import Config
 from hpo.storages import open_storage
 
 FAST_XGB = ["study.objective.max_rounds=20", "study.objective.early_stopping_rounds=5"]
@@ -17,11 +17,11 @@ SHIPPED = sorted(p.stem for p in (Path(__file__).parents[3] / "studies").glob("*
 PRIOR = ["study=tiny_prior", "pruner=none"]
 
 
-def load(cfg: DictConfig) -> optuna.Study:
+def load(cfg: Config) -> optuna.Study:
     return optuna.load_study(study_name=cfg.study.name, storage=open_storage(cfg.storage))
 
 
-def runs(cfg: DictConfig) -> tuple[mlflow.entities.Run, list[mlflow.entities.Run]]:
+def runs(cfg: Config) -> tuple[mlflow.entities.Run, list[mlflow.entities.Run]]:
     """The study's parent run and its child runs, read back from MLflow."""
     client = MlflowClient(cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.study.name)

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from hpo.records import PARENT_ATTR, RUN_ATTR
+from hpo.names import PARENT_ATTR, RUN_ATTR
 from hpo.runner import run
 from tests.hpo.runner.helpers import FAST_XGB, PRIOR, STUDIES, load, runs
 

@@ -7,9 +7,9 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.cv import CVResult
-from hpo.records import TrialRecord
 from hpo.runner import run
 from hpo.runner.trial import tell
+from hpo.tracking.records import TrialRecord
 from tests.hpo.runner.helpers import PRIOR, load, runs
 
 

@@ -22,7 +22,7 @@ from hpo.storages.journal import JournalFile
 from hpo.storages.postgres import PostgreSQL
 from hpo.storages.rdb import RDB
 from hpo.storages.redis import Redis
-from hpo.storages.registry import find_backend, kind_of
+from hpo.storages.registry import BACKENDS, find_backend, kind_of
 from hpo.storages.sqlite import SQLite
 
 
@@ -81,3 +81,10 @@ def test_in_memory_storage_is_recognised_and_not_locked(tmp_path: Path) -> None:
 def test_init_lock_on_a_url_no_backend_knows_is_no_lock() -> None:
     with init_lock("http://mlflow:5000", "mlflow-schema"), init_lock("file:./mlruns", "x"):
         pass
+
+
+def test_every_backend_module_is_found_and_subclasses_are_asked_before_their_bases() -> None:
+    """A new backend is one module here: nothing lists it, and it never shadows a subclass."""
+    assert set(BACKENDS) == {JournalFile, SQLite, PostgreSQL, Redis, RDB}
+    for i, kind in enumerate(BACKENDS):
+        assert not any(issubclass(later, kind) for later in BACKENDS[i + 1 :]), kind

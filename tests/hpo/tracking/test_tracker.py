@@ -21,10 +21,10 @@ from optuna.trial import TrialState
 
 from hpo.config import TrackingConfig
 from hpo.errors import UserError
-from hpo.tracking import Tracker
+from hpo.tracking.tracker import Tracker
 from tests.hpo.pg import new_database, sqlalchemy_url
 
-REPO = Path(__file__).parents[2]
+REPO = Path(__file__).parents[3]
 STUDY = """
 name: tiny_srv
 objective: {_target_: tests.hpo.helpers.PriorObjective, sleep: 0.3}

@@ -31,6 +31,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from hpo.metrics import score_all
+from hpo.names import FAIL_REASON_TAG, STATE_TAG
 
 log = logging.getLogger(__name__)
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -85,7 +86,7 @@ class Writes:
 
     def kill_open(self, reason: str) -> None:
         for run_id in list(self.open):
-            self.apply(("kill", run_id, {"hpo.state": "KILLED", "hpo.fail_reason": reason}))
+            self.apply(("kill", run_id, {STATE_TAG: "KILLED", FAIL_REASON_TAG: reason}))
 
 
 class InlineWriter:

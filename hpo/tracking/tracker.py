@@ -1,11 +1,11 @@
 """MLflow tracking on MlflowClient: one experiment per study, one parent run, one child per trial.
 
-Nothing here knows about a model family: the objective says which MLflow
-flavour its refit model uses, and the runner hands over plain numbers.
+Nothing here knows about a model family: the runner hands over plain numbers
+(hpo/tracking/records.py), and the refit model is logged by models.py.
 Every trial costs three writes: create_run (tags), log_batch (params,
-metrics, final tags) and set_terminated; hpo/run_writer.py makes them in a
-process of their own. Study-level writes (parent run, plots, model) are
-rare and made here directly.
+metrics, final tags) and set_terminated; writer.py makes the last two in a
+process of their own. Study-level writes (parent run, plots) are rare and
+made here directly.
 """
 
 from __future__ import annotations
@@ -16,18 +16,29 @@ import socket
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from hpo.config import TrackingConfig
 from hpo.errors import UserError
-from hpo.records import TrialRecord
-from hpo.run_writer import make_writer
+from hpo.names import (
+    FAIL_REASON_TAG,
+    HOST_TAG,
+    PID_TAG,
+    ROLE_STUDY,
+    ROLE_TAG,
+    SAMPLER_TAG,
+    STATE_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+)
 from hpo.secrets import mask
 from hpo.storages import init_lock, storage_file
+from hpo.tracking.records import TrialRecord
+from hpo.tracking.writer import make_writer
 
 # Against a tracking server MLflow prints "View run ... at: URL" to stdout on every
 # set_terminated (after one more get_run): noise in the results, and a request per trial.
@@ -52,7 +63,7 @@ class Tracker:
         found = self.client.get_experiment_by_name(self.study_name)
         if found is not None:
             return str(found.experiment_id)
-        location = artifact_location or _default_artifacts(self.uri)
+        location = artifact_location or default_artifacts(self.uri)
         try:
             return str(
                 self.client.create_experiment(
@@ -74,7 +85,7 @@ class Tracker:
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=self.study_name,
-                tags={"hpo.study": self.study_name, "hpo.role": "study", **tags},
+                tags={STUDY_TAG: self.study_name, ROLE_TAG: ROLE_STUDY, **tags},
             )
             self.parent_id = run.info.run_id
         return self.parent_id
@@ -89,13 +100,13 @@ class Tracker:
     def start_trial(self, number: int) -> str:
         """Open the trial's child run now, so a running trial is visible in the UI."""
         tags = {
-            "mlflow.parentRunId": self.parent_id or "",
-            "hpo.study": self.study_name,
-            "hpo.trial": str(number),
-            "hpo.state": "RUNNING",
-            "hpo.sampler": self.sampler,
-            "hpo.host": socket.gethostname(),
-            "hpo.pid": str(os.getpid()),
+            MLFLOW_PARENT_RUN_ID: self.parent_id or "",
+            STUDY_TAG: self.study_name,
+            TRIAL_TAG: str(number),
+            STATE_TAG: "RUNNING",
+            SAMPLER_TAG: self.sampler,
+            HOST_TAG: socket.gethostname(),
+            PID_TAG: str(os.getpid()),
         }
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
         self.writer.send(("open", run.info.run_id))
@@ -110,18 +121,18 @@ class Tracker:
             for step, v in enumerate(values)
         ]
         params = {k: str(v) for k, v in record.params.items()}
-        tags = {k: mask(str(v)) for k, v in {"hpo.state": record.state, **record.tags}.items()}
+        tags = {k: mask(str(v)) for k, v in {STATE_TAG: record.state, **record.tags}.items()}
         status = "FAILED" if record.state == "FAIL" else "FINISHED"
         self.writer.send(("end", run_id, metrics, params, tags, status, record.oof))
 
     def kill_trial(self, run_id: str, reason: str) -> None:
         """Close an interrupted trial's run as KILLED, so no run stays RUNNING."""
-        self.writer.send(("kill", run_id, {"hpo.state": "KILLED", "hpo.fail_reason": mask(reason)}))
+        self.writer.send(("kill", run_id, {STATE_TAG: "KILLED", FAIL_REASON_TAG: mask(reason)}))
 
     def kill_run(self, run_id: str, reason: str) -> None:
         """Close the run of a trial another (dead) process left open."""
-        self.client.set_tag(run_id, "hpo.state", "KILLED")
-        self.client.set_tag(run_id, "hpo.fail_reason", mask(reason))
+        self.client.set_tag(run_id, STATE_TAG, "KILLED")
+        self.client.set_tag(run_id, FAIL_REASON_TAG, mask(reason))
         self.client.set_terminated(run_id, status="KILLED")
 
     def flush(self, prompt: bool = False) -> None:
@@ -184,58 +195,13 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def _default_artifacts(uri: str) -> str | None:
-    """Artifacts beside a local SQLite store: ./mlartifacts next to mlflow.db."""
+def default_artifacts(uri: str) -> str | None:
+    """Where a store's artifacts go when tracking.artifact_location is unset.
+
+    Beside a local SQLite store: ./mlartifacts next to mlflow.db. None for a
+    server, which decides for itself.
+    """
     db = storage_file(uri)
     if db is not None:
         return str((db.parent if db.parent != Path("") else Path.cwd()).resolve() / "mlartifacts")
     return None
-
-
-REQUIREMENTS = {"xgboost": ["xgboost-cpu"], "pytorch": ["torch"], "sklearn": ["scikit-learn"]}
-
-
-def log_model(
-    tracker: Tracker, model: Any, flavor: str, X_sample: Any, y_sample: Any, trial_number: int
-) -> str:
-    """Log the refit best model on the parent run with its flavour and a signature."""
-    import importlib
-    from importlib.metadata import PackageNotFoundError, version
-
-    import mlflow
-    from mlflow.models import ModelSignature, infer_signature
-
-    assert tracker.parent_id is not None
-    args: tuple[Any, ...] = (model,)
-    extra: dict[str, Any] = {}
-    packages = REQUIREMENTS.get(flavor, [])
-    if getattr(getattr(X_sample, "dtype", None), "kind", "") == "O":
-        X_sample = [str(x) for x in X_sample]  # texts: a list gives a string column
-    signature: ModelSignature | None = infer_signature(X_sample, y_sample)
-    if flavor == "pyfunc":  # a PythonModel: its artifacts (folders), packages, type hints
-        args, extra = (), {"python_model": model, "artifacts": model.artifacts()}
-        packages, signature = list(model.packages), None  # MLflow reads predict's type hints
-    requirements = []
-    for package in packages:
-        try:
-            # local tags such as torch's "+cpu" are not on PyPI: pin the public release
-            requirements.append(f"{package}=={version(package).split('+')[0]}")
-        except PackageNotFoundError:
-            requirements.append(package)
-    module = importlib.import_module(f"mlflow.{flavor}")
-    # The flavours log through MLflow's fluent API, which reads the process-wide URI; this
-    # process tracks to one store only, and models:/ URIs (the registry, pyfunc loading)
-    # resolve through the same setting afterwards.
-    mlflow.set_tracking_uri(tracker.uri)
-    with mlflow.start_run(run_id=tracker.parent_id):
-        info = module.log_model(
-            *args,
-            name="best_model",
-            signature=signature,
-            input_example=X_sample,  # mlflow.pytorch's pt2 format traces the model on it
-            pip_requirements=requirements or None,
-            tags={"hpo.trial": str(trial_number)},
-            **extra,
-        )
-    tracker.client.update_run(tracker.parent_id, status="RUNNING")
-    return str(info.model_uri)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from hpo import run_writer
-from hpo.run_writer import ProcessWriter
+from hpo.tracking import writer as writer_module
+from hpo.tracking.writer import ProcessWriter
 
 
 def open_runs(uri: str, n: int) -> list[str]:
@@ -50,7 +50,7 @@ def test_a_dead_writer_is_replaced_by_writes_in_the_study_process(tmp_path: Path
 
 
 def test_an_interrupted_study_does_not_wait_for_a_stuck_writer(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(run_writer, "PROMPT_SECONDS", 1.0)
+    monkeypatch.setattr(writer_module, "PROMPT_SECONDS", 1.0)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     done, killed = open_runs(uri, 2)
     writer = ProcessWriter(uri)

@@ -1,4 +1,4 @@
-"""Text data: the seeded intent generator, group splits, and local CSV/JSONL files via datasets."""
+"""Text data: the generated intents as a Dataset, group splits, and local CSV/JSONL files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hpo.config import CVConfig
 from hpo.cv import make_folds
 from hpo.data import load_data
+from hpo.data.intents import main
 from hpo.errors import UserError
-from hpo.text_data import CLOSERS, FILLERS, OPENERS, TEMPLATES, generate_intents, main
 
 
 def test_intents_are_seeded_and_big_enough() -> None:
@@ -23,24 +23,6 @@ def test_intents_are_seeded_and_big_enough() -> None:
     assert load_data("intents", "classification", 0).fingerprint() == data.fingerprint()
     assert load_data("intents", "classification", 1).fingerprint() != data.fingerprint()
     assert len(set(data.X)) > 0.95 * len(data.X), "paraphrase variety, not copies"
-
-
-def test_utterances_carry_typos_and_distractors() -> None:
-    texts, _, _ = generate_intents(0)
-    vocabulary = {w for t in TEMPLATES.values() for s in t for w in s.split()}
-    words = [w.lower().strip(",?!") for t in texts for w in t.split()]
-    openers = [o for o in OPENERS if o]
-    closers = [c for c in CLOSERS if c]
-    assert sum(any(t.lower().startswith(o) for o in openers) for t in texts) > len(texts) / 3
-    assert sum(any(t.endswith(c) for c in closers) for t in texts) > len(texts) / 3
-    assert sum(any(f" {f} " in t for f in FILLERS) for t in texts) > len(texts) / 20
-    # a typo makes a word found in no template nor slot list; numbers are order references
-    from hpo.text_data import SLOTS
-
-    known = vocabulary | {w for v in SLOTS.values() for s in v for w in s.split()}
-    known |= {w for s in OPENERS + CLOSERS + FILLERS for w in s.split()}
-    odd = [w for w in words if w not in known and not w.strip("#").isdigit()]
-    assert len(odd) > len(texts) / 10
 
 
 def test_group_holdout_validates_on_phrasings_never_trained_on() -> None:

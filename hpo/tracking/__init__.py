@@ -1,0 +1,14 @@
+"""The MLflow side of hpo: one experiment per study, one parent run, one child run per trial.
+
+| module | holds |
+|---|---|
+| ``records.py`` | ``TrialRecord``: what the runner hands over for one trial's run (no MLflow) |
+| ``tracker.py`` | ``Tracker`` (experiment, parent run, child runs), ``check_server``, |
+|                | ``is_server``, ``default_artifacts`` |
+| ``writer.py``  | the child-run writes off the trial's path: ``ProcessWriter``, ``InlineWriter`` |
+| ``models.py``  | ``log_model``: the refit best model, with the objective's pip requirements |
+
+Import from the modules: this package imports none of them, so that
+``hpo.tracking.records`` (all a worker with tracking off needs) never loads
+MLflow. The tag and attribute names the modules write are in hpo/names.py.
+"""

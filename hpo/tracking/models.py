@@ -1,0 +1,82 @@
+"""The refit best model on the parent run: its MLflow flavour, signature and pip requirements.
+
+The objective names both the flavour (``Objective.flavor``) and the packages
+its model needs (``Objective.requirements``): nothing here knows a model
+family, and a new objective needs no change here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+from mlflow.models import ModelSignature, infer_signature
+
+from hpo.names import TRIAL_TAG
+
+if TYPE_CHECKING:
+    from hpo.tracking.tracker import Tracker
+    from objectives.base import Objective
+
+
+def pinned(packages: Iterable[str]) -> list[str]:
+    """``name==version`` for each installed package, the bare name for any other.
+
+    Local version tags such as torch's ``+cpu`` are not on PyPI: the public
+    release is pinned instead.
+    """
+    requirements = []
+    for package in packages:
+        try:
+            requirements.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            requirements.append(package)
+    return requirements
+
+
+def log_model(
+    tracker: Tracker,
+    objective: Objective,
+    model: Any,
+    X_sample: Any,
+    y_sample: Any,
+    trial_number: int,
+) -> str:
+    """Log ``objective``'s refit ``model`` on the parent run with its flavour and a signature.
+
+    The pip requirements are the objective's, pinned to the installed
+    versions; an objective that names none leaves MLflow to infer them
+    (slow: MLflow loads the model in a subprocess to see what it imports).
+    """
+    assert tracker.parent_id is not None
+    flavor = objective.flavor
+    args: tuple[Any, ...] = (model,)
+    extra: dict[str, Any] = {}
+    if getattr(getattr(X_sample, "dtype", None), "kind", "") == "O":
+        X_sample = [str(x) for x in X_sample]  # texts: a list gives a string column
+    signature: ModelSignature | None = None  # a PythonModel: MLflow reads predict's type hints
+    if flavor == "pyfunc":  # a PythonModel: its artifacts (folders) travel beside the pickle
+        args, extra = (), {"python_model": model, "artifacts": model.artifacts()}
+    else:
+        signature = infer_signature(X_sample, y_sample)
+    requirements = pinned(objective.requirements)
+    module = importlib.import_module(f"mlflow.{flavor}")
+    # The flavours log through MLflow's fluent API, which reads the process-wide URI; this
+    # process tracks to one store only, and models:/ URIs (the registry, pyfunc loading)
+    # resolve through the same setting afterwards.
+    mlflow.set_tracking_uri(tracker.uri)
+    with mlflow.start_run(run_id=tracker.parent_id):
+        info = module.log_model(
+            *args,
+            name="best_model",
+            signature=signature,
+            input_example=X_sample,  # mlflow.pytorch's pt2 format traces the model on it
+            pip_requirements=requirements or None,
+            tags={TRIAL_TAG: str(trial_number)},
+            **extra,
+        )
+    tracker.client.update_run(tracker.parent_id, status="RUNNING")
+    return str(info.model_uri)
