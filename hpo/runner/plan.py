@@ -7,6 +7,7 @@ rather than in the middle of a night of trials.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from hpo.samplers import (
 from hpo.space import Space, parse_space
 from objectives.base import BadSetting, Objective
 
+log = logging.getLogger(__name__)
 Direction = Literal["maximize", "minimize"]
 
 
@@ -80,7 +82,7 @@ def make_plan(cfg: Config) -> Plan:
     except BadSetting as err:
         raise UserError(str(err)) from None
     metric = get_metric(spec.metric, objective.task)  # type: ignore[arg-type]
-    direction = _direction(spec.direction or metric.direction)
+    direction = _direction(spec.direction, metric)
     kind = sampler_kind(cfg.sampler)
     traits = sampler_traits(cfg.sampler)
     further = pareto.extra_objectives(spec, kind, traits.multi_objective)
@@ -115,10 +117,26 @@ def make_plan(cfg: Config) -> Plan:
     )
 
 
-def _direction(direction: str) -> Direction:
-    if direction not in ("maximize", "minimize"):
-        raise UserError(f"study.direction is '{direction}': use maximize or minimize")
-    return cast(Direction, direction)
+def _direction(stated: str | None, metric: Metric) -> Direction:
+    """The metric's own direction, unless one is stated; a stated one against it is warned of.
+
+    Shipped studies state none, so that ``study.metric=log_loss`` on an F1 study
+    minimizes, as log loss must be.
+    """
+    if stated is None:
+        return metric.direction
+    if stated not in ("maximize", "minimize"):
+        raise UserError(f"study.direction is '{stated}': use maximize or minimize")
+    if stated != metric.direction:
+        log.warning(
+            "study.direction=%s, but %s is better when %s: the study %s it as stated "
+            "(drop study.direction to use the metric's own)",
+            stated,
+            metric.name,
+            "lower" if metric.direction == "minimize" else "higher",
+            "maximizes" if stated == "maximize" else "minimizes",
+        )
+    return cast(Direction, stated)
 
 
 def _budget(spec: StudyConfig, kind: str, space: Space) -> int | None:

@@ -179,7 +179,12 @@ def tell(
 def _record(
     number: int, state: str, params: dict[str, Any], plan: Plan, result: CVResult
 ) -> TrialRecord:
-    name = plan.spec.metric
+    """What the trial's run logs. A pruned trial's mean is over the folds it ran, so
+    its metrics say so (``f1_partial``, ``f1_partial_fold``, ``oof_partial_f1``): the
+    study metric on a run is always the full cross-validated estimate, and sorting
+    runs by it in the MLflow UI never ranks a 2-fold mean among the 5-fold ones."""
+    partial = "_partial" if state == "PRUNED" else ""
+    name = plan.spec.metric + partial
     metrics = {
         name: result.value,
         f"{name}_std": result.std,
@@ -190,5 +195,5 @@ def _record(
     series = {f"{name}_fold": result.fold_values, **result.curves}
     oof = None
     if result.oof_index is not None:
-        oof = (plan.data.task, plan.data.y[result.oof_index], result.oof_scores)
+        oof = (f"oof{partial}_", plan.data.task, plan.data.y[result.oof_index], result.oof_scores)
     return TrialRecord(number, state, params, metrics, series, oof=oof)

@@ -22,4 +22,6 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     series: dict[str, list[float]] = field(default_factory=dict)  # step metrics
     tags: dict[str, str] = field(default_factory=dict)
-    oof: tuple[str, Any, Any] | None = None  # (task, y_true, scores): scored by the writer
+    # (prefix, task, y_true, scores): scored by the writer with every metric of the task, each
+    # logged as prefix + name (oof_f1; oof_partial_f1 for a pruned trial's folds so far)
+    oof: tuple[str, str, Any, Any] | None = None

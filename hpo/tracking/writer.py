@@ -40,7 +40,7 @@ PROMPT_SECONDS = 2.0  # an interrupted study waits this long for the writer, the
 # ("open", run_id)                       a run the caller created, to close if it dies
 # ("end", run_id, metrics[(key, value, step)], params{}, tags{}, status, oof)
 # ("kill", run_id, tags{})
-# oof: (task, y_true, scores) to score with every metric of the task, or None
+# oof: (prefix, task, y_true, scores) to score with every metric of the task, or None
 Message = tuple[Any, ...]
 
 
@@ -58,7 +58,8 @@ class Writes:
         elif kind == "end":
             metrics, params, tags, status, oof = message[2:]
             if oof is not None:
-                metrics = metrics + [(f"oof_{k}", v, 0) for k, v in score_all(*oof).items()]
+                prefix, *scored = oof
+                metrics = metrics + [(prefix + k, v, 0) for k, v in score_all(*scored).items()]
             self._end(run_id, metrics, params, tags, status)
         elif kind == "kill":
             self._end(run_id, [], {}, message[2], "KILLED")

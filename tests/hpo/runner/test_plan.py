@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from hpo.errors import UserError
@@ -23,3 +25,40 @@ def test_every_shipped_study_plans_under_each_sampler(make_cfg, study_name, samp
     assert plan.budget is not None and plan.budget >= 1
     if sampler == "grid":
         assert plan.budget <= plan.space.grid_size()
+
+
+@pytest.mark.parametrize(
+    ("study", "metric", "direction"),
+    [
+        ("xgb_f1", "log_loss", "minimize"),
+        ("xgb_rmse", "r2", "maximize"),
+        ("mlp_f1", "f1", "maximize"),
+    ],
+)
+def test_an_overridden_metric_brings_its_own_direction(
+    make_cfg, caplog, study: str, metric: str, direction: str
+) -> None:
+    """``study.metric=log_loss`` on an F1 study minimizes: the study file states no direction."""
+    with caplog.at_level(logging.WARNING, logger="hpo.runner.plan"):
+        plan = make_plan(make_cfg(f"study={study}", f"study.metric={metric}"))
+    assert plan.direction == direction
+    assert not caplog.records
+
+
+def test_a_stated_direction_against_the_metric_is_kept_and_warned_of_in_one_line(
+    make_cfg, caplog
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="hpo.runner.plan"):
+        plan = make_plan(
+            make_cfg("study=xgb_f1", "study.metric=log_loss", "study.direction=maximize")
+        )
+    assert plan.direction == "maximize"
+    [record] = caplog.records
+    assert "log_loss is better when lower" in record.getMessage()
+    assert "\n" not in record.getMessage()
+
+
+def test_a_shipped_study_states_no_direction_of_its_own(make_cfg) -> None:
+    """Else overriding its metric would keep the old metric's direction."""
+    for study in SHIPPED:
+        assert make_cfg(f"study={study}").study.direction is None, study

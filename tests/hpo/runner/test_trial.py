@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from hpo.cv import CVResult
@@ -69,3 +70,29 @@ def test_an_interrupt_while_a_trial_starts_still_fails_it_and_kills_its_run(
     assert trial.user_attrs["fail_reason"].startswith("KeyboardInterrupt")
     _, (child,) = runs(cfg)
     assert child.info.status == "KILLED"
+
+
+def test_a_pruned_trials_run_logs_its_partial_mean_under_a_name_that_says_so(make_cfg) -> None:
+    """Sorting runs by the study metric in the MLflow UI never ranks a partial mean."""
+    always_prune = [
+        "pruner._target_=optuna.pruners.ThresholdPruner",
+        "+pruner.lower=2.0",  # roc_auc never reaches 2: every fold's report is "prune"
+        "~pruner.n_startup_trials",
+        "~pruner.n_warmup_steps",
+    ]
+    cfg = make_cfg(
+        "study=tiny_prior", "pruner=median", "study.n_trials=2", "n_jobs=1", *always_prune
+    )
+    run(cfg)
+    study = load(cfg)
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
+    _, children = runs(cfg)
+    client = MlflowClient(cfg.tracking.uri)
+    for child in children:
+        metrics = child.data.metrics
+        assert "roc_auc" not in metrics and "roc_auc_std" not in metrics
+        assert not any(k.startswith("oof_roc") for k in metrics)
+        assert metrics["roc_auc_partial"] == pytest.approx(0.5)
+        assert metrics["n_folds_run"] == 1
+        folds = client.get_metric_history(child.info.run_id, "roc_auc_partial_fold")
+        assert [m.value for m in folds] == pytest.approx([0.5])
