@@ -20,6 +20,8 @@ WORKER_ATTR = "worker"  # trial: "host:pid" of the worker that runs it
 FAIL_REASON_ATTR = "fail_reason"  # trial: why it failed, one line
 METRIC_ATTR = "metric"  # study: the study metric it was created for
 SPACE_ATTR = "space"  # study: the search space's fingerprint
+DATA_ATTR = "data"  # study: {"hash", "what"} of the data its trials were scored on
+FOLDS_ATTR = "folds"  # study: {"hash", "what"} of its CV folds (scheme, splits, seed, groups)
 WARM_START_ATTR = "warm_start"  # study and trial: where tonight's first trials came from
 
 # --- MLflow tags: every run ---------------------------------------------------------

@@ -16,7 +16,15 @@ from optuna.trial import TrialState
 
 from hpo.config import Config
 from hpo.errors import UserError
-from hpo.names import DIRECTION_TAG, METRIC_TAG, OBJECTIVES_TAG, PARENT_ATTR, WORKER_ATTR
+from hpo.names import (
+    DATA_ATTR,
+    DIRECTION_TAG,
+    FOLDS_ATTR,
+    METRIC_TAG,
+    OBJECTIVES_TAG,
+    PARENT_ATTR,
+    WORKER_ATTR,
+)
 from hpo.runner.liveness import alive, recover
 from hpo.runner.plan import Plan
 from hpo.storages import serves_one_worker, study_lock
@@ -59,7 +67,8 @@ def _open_parent(study: optuna.Study, plan: Plan, tracker: Tracker) -> None:
 
 
 def check_compatible(study: optuna.Study, plan: Plan) -> None:
-    """Refuse to join a study created for another direction, metric or space."""
+    """Refuse to join a study created for another direction, metric, space, data or folds:
+    its trials would not be comparable with the new ones."""
     name = plan.spec.name
     directions = [d.name.lower() for d in study.directions]
     if directions != plan.directions:
@@ -77,6 +86,18 @@ def check_compatible(study: optuna.Study, plan: Plan) -> None:
             raise UserError(
                 f"study '{name}' exists with another {key} ({what}): resume it "
                 "unchanged or set study.name=NEW_NAME"
+            )
+    for key, what, now in (
+        (DATA_ATTR, "data", plan.data_print()),
+        (FOLDS_ATTR, "CV folds", plan.folds_print()),
+    ):
+        old = study.user_attrs.get(key)
+        if old is None:
+            study.set_user_attr(key, now)
+        elif old.get("hash") != now["hash"]:
+            raise UserError(
+                f"study '{name}' exists with other {what} ({old.get('what')}; now {now['what']}): "
+                "its trials were scored on those; resume it unchanged or set study.name=NEW_NAME"
             )
 
 

@@ -7,6 +7,7 @@ rather than in the middle of a night of trials.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -14,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+import numpy as np
 import optuna
 from hydra.utils import instantiate
 
 from hpo import pareto
-from hpo.config import Config, ExtraObjective, StudyConfig, effective_cv
+from hpo.config import Config, CVConfig, ExtraObjective, StudyConfig, effective_cv
 from hpo.cv import CVSetup, Folds, folds_side_by_side, make_folds
 from hpo.data import Dataset, load_data
 from hpo.errors import UserError
@@ -60,10 +62,32 @@ class Plan:
     outage_limit: float = 300.0  # seconds to wait out an unreachable database
     sampler_for: Callable[[int], optuna.samplers.BaseSampler] | None = None  # by trial number
     further_objectives: tuple[ExtraObjective, ...] = ()  # after the metric (hpo/pareto.py)
+    cv: CVConfig | None = None  # the CV the folds came from, to say what changed on resume
 
     @property
     def directions(self) -> list[Direction]:
         return [self.direction, *(cast(Any, o.direction) for o in self.further_objectives)]
+
+    def data_print(self) -> dict[str, str]:
+        """What the study's data is, to refuse resuming on other data: a hash and its shape."""
+        X, digest = self.data.X, self.data.fingerprint()
+        shape = f"{len(X)} rows" + (f" x {X.shape[1]} columns" if X.ndim > 1 else "")
+        return {"hash": digest, "what": f"{shape}, hash {digest[:8]}"}
+
+    def folds_print(self) -> dict[str, str]:
+        """What the study's folds are, to refuse resuming on other folds: a hash of every
+        fold's indices (scheme, splits, seed and groups all change them) and the CV."""
+        digest = hashlib.sha256()
+        for train, valid in self.folds:
+            digest.update(np.asarray(train, dtype=np.int64).tobytes() + b"|")
+            digest.update(np.asarray(valid, dtype=np.int64).tobytes() + b";")
+        cv = self.cv
+        what = (
+            f"{len(self.folds)} folds"
+            if cv is None
+            else (f"{cv.scheme}, {len(self.folds)} folds, seed {cv.seed}")
+        )
+        return {"hash": digest.hexdigest()[:16], "what": what}
 
     @property
     def cv_setup(self) -> CVSetup:
@@ -114,6 +138,7 @@ def make_plan(cfg: Config) -> Plan:
         if traits.reseed_per_trial
         else None,
         further,
+        cv,
     )
 
 

@@ -1,8 +1,11 @@
-"""Small objectives for tests: they fail, return NaN or fail on some parameters, on purpose."""
+"""Shared by tests/hpo: small objectives that fail, return NaN or fail on some parameters on
+purpose; the command line run as a user runs it; a pruner that prunes every first report."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +14,27 @@ from typing import Any
 import numpy as np
 
 from objectives.base import FoldData, FoldOutput, Objective, Reporter
+
+ALWAYS_PRUNE = [
+    "pruner._target_=optuna.pruners.ThresholdPruner",
+    "+pruner.lower=2.0",  # f1 or roc_auc never reach 2: every report is "prune"
+    "~pruner.n_startup_trials",
+    "~pruner.n_warmup_steps",
+    "~pruner.interval_steps",
+]
+
+
+def hpo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m hpo *args`` in ``cwd``, its output captured."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 @dataclass

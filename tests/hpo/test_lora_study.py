@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from hpo.runner import make_plan, run
-from tests.hpo.conftest import ALWAYS_PRUNE, hpo
+from tests.hpo.helpers import ALWAYS_PRUNE, hpo
 from tests.hpo.runner.helpers import load, runs
 
 # 8 intents x 12 utterances, group holdout (24 validation rows), one or two short epochs.

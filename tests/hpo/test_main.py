@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.hpo.helpers import hpo
+
 FAST = [
     "study.objective.max_rounds=15",
     "study.objective.early_stopping_rounds=5",
     "progress=false",
 ]
-
-
-def hpo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "hpo", *args],
-        cwd=cwd,
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.parametrize(

@@ -10,18 +10,12 @@ from optuna.trial import TrialState
 
 from hpo.data import load_data
 from hpo.runner import make_plan, run
+from tests.hpo.helpers import ALWAYS_PRUNE
 from tests.hpo.runner.helpers import load, runs
 
 # Two folds, three epochs: enough to see curves, reports and a refit, in seconds.
 FAST = ["study.objective.max_epochs=3", "study.objective.patience=2", "study.cv.n_splits=2"]
 STUDIES = {"mlp_digits": "f1", "mlp_rmse": "rmse"}  # multi-class and regression; binary below
-ALWAYS_PRUNE = [
-    "pruner._target_=optuna.pruners.ThresholdPruner",
-    "+pruner.lower=2.0",  # f1 never reaches 2: every report is "prune"
-    "~pruner.n_startup_trials",
-    "~pruner.n_warmup_steps",
-    "~pruner.interval_steps",
-]
 
 
 @pytest.mark.slow

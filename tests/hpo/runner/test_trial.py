@@ -11,6 +11,7 @@ from hpo.cv import CVResult
 from hpo.runner import run
 from hpo.runner.trial import tell
 from hpo.tracking.records import TrialRecord
+from tests.hpo.helpers import ALWAYS_PRUNE
 from tests.hpo.runner.helpers import PRIOR, load, runs
 
 
@@ -74,14 +75,8 @@ def test_an_interrupt_while_a_trial_starts_still_fails_it_and_kills_its_run(
 
 def test_a_pruned_trials_run_logs_its_partial_mean_under_a_name_that_says_so(make_cfg) -> None:
     """Sorting runs by the study metric in the MLflow UI never ranks a partial mean."""
-    always_prune = [
-        "pruner._target_=optuna.pruners.ThresholdPruner",
-        "+pruner.lower=2.0",  # roc_auc never reaches 2: every fold's report is "prune"
-        "~pruner.n_startup_trials",
-        "~pruner.n_warmup_steps",
-    ]
     cfg = make_cfg(
-        "study=tiny_prior", "pruner=median", "study.n_trials=2", "n_jobs=1", *always_prune
+        "study=tiny_prior", "pruner=median", "study.n_trials=2", "n_jobs=1", *ALWAYS_PRUNE
     )
     run(cfg)
     study = load(cfg)

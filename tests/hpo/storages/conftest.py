@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -20,6 +19,7 @@ import pytest
 from hpo.config import StorageConfig
 from hpo.storages import open_storage
 from tests.hpo.pg import new_database
+from tests.hpo.storages.helpers import Store
 
 REDIS_URL = os.environ.get("HPO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 KINDS = [
@@ -28,16 +28,6 @@ KINDS = [
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
 ]
-
-
-@dataclass
-class Store:
-    kind: str
-    url: str
-    study: str  # a study name no other test uses
-
-    def cfg(self, **settings: object) -> StorageConfig:
-        return StorageConfig(url=self.url, **settings)  # type: ignore[arg-type]
 
 
 def redis_server() -> str:

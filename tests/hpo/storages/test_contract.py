@@ -1,19 +1,24 @@
-"""The storage contract, written once and run over every backend (see conftest.STORES).
+"""The storage contract, written once and run over every backend (see conftest.KINDS).
 
 What hpo relies on from any storage: a study and its trials survive a fresh
 open, the study lock is exclusive across processes and per study, a dead
 worker's trial is failed and retried (backends with heartbeats), outages are
-told from bad queries, and URLs are shown without passwords.
+told from bad queries, and URLs are shown without passwords. Then the same,
+end to end, with worker processes (``python -m hpo``) on one study: started
+together they meet the budget exactly and never evaluate a grid point twice,
+and a killed worker's trial is run again. SQLite serves one worker: there, one.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from pathlib import Path
 
 import optuna
 import pytest
 import redis
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from sqlalchemy import create_engine, exc
 from sqlalchemy.engine import make_url
@@ -30,8 +35,17 @@ from hpo.storages import (
     study_lock,
 )
 from hpo.storages.registry import kind_of
-from tests.hpo.storages.conftest import Store
-from tests.hpo.storages.helpers import age_heartbeat, lock_and_count
+from tests.hpo.storages.helpers import (
+    HOLD_STUDY,
+    Store,
+    age_heartbeat,
+    held_trial,
+    lock_and_count,
+    lockstep_study,
+    mlflow_runs,
+    start_workers,
+    wait_ok,
+)
 
 WORKERS, ROUNDS = 3, 20
 
@@ -163,3 +177,109 @@ def test_optunas_own_tools_open_the_url_as_given_to_them(store: Store) -> None:
     else:
         storage = url  # SQLAlchemy's URL, with the installed driver (psycopg)
     assert store.study in optuna.get_all_study_names(storage=storage)
+
+
+# --- worker processes on one study ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_workers_started_together_on_an_empty_store_meet_the_budget_exactly(
+    store: Store, tmp_path: Path
+) -> None:
+    """In lockstep (all take a trial before any ends), so the trials are always shared."""
+    n = store.workers
+    workers = start_workers(tmp_path, store, lockstep_study(tmp_path, store.study, n, 6), n)
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr
+        assert "already exists" not in stderr
+
+    study = store.load()
+    assert len(study.trials) == 6
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    runs = mlflow_runs(tmp_path, store.study)
+    parents = [r for r in runs if r.data.tags.get("hpo.role") == "study"]
+    assert len(parents) == 1, "one parent run, however many workers started at once"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(int(r.data.tags["hpo.trial"]) for r in children) == list(range(6))
+    if n > 1:
+        assert {r.data.tags["hpo.pid"] for r in children} != {children[0].data.tags["hpo.pid"]}
+
+
+@pytest.mark.slow
+def test_workers_in_lockstep_never_evaluate_a_grid_point_twice(
+    store: Store, tmp_path: Path
+) -> None:
+    # 7 points: after two rounds of 3, all three workers ask at once for the last one;
+    # without the lock, the extra trials would re-evaluate points (Optuna's grid sampler)
+    grid = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    space = f"{{type: float, low: 0.0, high: 1.0, grid: {grid}}}"
+    n = store.workers
+    spec = lockstep_study(tmp_path, store.study, n, 20, space)  # the budget is capped at the grid
+    args = ("sampler=grid", "tracking.enabled=false", "trials_only=true")  # trials only
+    wait_ok(start_workers(tmp_path, store, spec, n, *args))
+
+    trials = store.load().trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * len(grid)
+    points = [t.params["x"] for t in trials]
+    assert sorted(points) == grid, f"each of the {len(grid)} grid points once: {points}"
+    if n > 1:
+        assert len({t.user_attrs["worker"] for t in trials}) > 1, "the grid was shared"
+
+
+@pytest.mark.slow
+def test_workers_reaching_the_budget_together_meet_it_exactly_despite_failures(
+    store: Store, tmp_path: Path
+) -> None:
+    """All ask at the same instants, also at the budget boundary, where a failing trial
+    (x above 0.75: trials 1 and 10 of this seed) leaves a place that one more trial takes."""
+    n = store.workers
+    spec = lockstep_study(tmp_path, store.study, n, 10, fail_above=0.75)
+    args = ("sampler=random", "tracking.enabled=false", "trials_only=true")  # trials only
+    wait_ok(start_workers(tmp_path, store, spec, n, *args))
+
+    trials = store.load().trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(complete) == 10, "exactly the budget, however many asked at once"
+    assert failed, "some trials failed on purpose"
+    assert len(complete) + len(failed) == len(trials), "nothing left running or pruned"
+    assert all(t.params["x"] > 0.75 for t in failed)
+    assert all(t.params["x"] <= 0.75 for t in complete)
+    if n > 1:
+        assert len({t.user_attrs["worker"] for t in trials}) > 1, "the trials were shared"
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_failed_retried_and_its_run_killed(
+    store: Store, tmp_path: Path
+) -> None:
+    """SIGKILL: nothing of the worker runs. The other worker fails its trial and runs it again
+    (it cannot finish the budget before: the trial holds a place); on SQLite, which serves one
+    worker, the next worker started does, as it opens the study."""
+    hold = tmp_path / "hold"
+    spec = HOLD_STUDY.format(name=store.study, hold=hold, n_trials=4)
+    args = ("storage.heartbeat_interval=1", "storage.grace_period=2")
+    workers = start_workers(tmp_path, store, spec, min(store.workers, 2), *args)
+    pid, victims_trial = held_trial(store, hold)
+    [victim] = [w for w in workers if w.pid == pid]
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=30)
+    [survivor] = [w for w in workers if w is not victim] or start_workers(
+        tmp_path, store, spec, 1, *args
+    )
+    _, stderr = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, stderr
+
+    study = store.load()
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(finished) == 4
+    failed = study.trials[victims_trial.number]
+    assert failed.state == TrialState.FAIL
+    retried = [t for t in finished if t.system_attrs.get("failed_trial") == failed.number]
+    assert retried, "the dead worker's trial was run again"
+    assert retried[0].params == failed.params, "with the same parameters"
+    run = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(
+        victims_trial.user_attrs["mlflow_run_id"]
+    )
+    assert run.info.status == "KILLED"
