@@ -59,6 +59,7 @@ NIGHTLY_HOLDER_TAG = "hpo.nightly.holder"  # on a ledger run: host:pid running t
 NIGHTLY_ATTEMPTS_TAG = "hpo.nightly.attempts"
 NIGHTLY_LEDGER_RUN_TAG = "hpo.nightly.ledger_run"  # on the parent run: its ledger run
 NIGHTLY_PARENT_RUN_TAG = "hpo.nightly.parent_run"  # on the ledger run: the night's parent
+NIGHTLY_SEED_TAG = "hpo.nightly.sampler_seed"  # on the parent run: the night's sampler seed
 ROLE_NIGHT = "night"  # hpo.role of a ledger run
 FINGERPRINT_TAG = "hpo.data_fingerprint"
 DATA_CHANGED_TAG = "hpo.data_changed"  # why tonight's data differs from last night's

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import warnings
 
+import numpy as np
 import optuna
 from mlflow.tracking import MlflowClient
 
@@ -34,6 +35,7 @@ from hpo.names import (
     NIGHTLY_DATE_TAG,
     NIGHTLY_LEDGER_RUN_TAG,
     NIGHTLY_PARENT_RUN_TAG,
+    NIGHTLY_SEED_TAG,
     PARENT_ATTR,
     STUDY_TAG,
     WARM_START_TAG,
@@ -93,6 +95,14 @@ def run_scheduled(cfg: Config) -> report.Summary:
         return summary
 
 
+def night_seed(seed: int, night: str) -> int:
+    """The sampler's seed on ``night``: from (seed, date), so that each night explores new
+    points (a fixed seed would redraw last night's start-up trials exactly) while a rerun
+    of the same night draws the same ones. Only the sampler's: data and folds keep
+    ``seed``, so nights stay comparable fold by fold."""
+    return int(np.random.SeedSequence([seed, int(night.replace("-", ""))]).generate_state(1)[0])
+
+
 def _night(
     cfg: Config,
     base: str,
@@ -102,7 +112,9 @@ def _night(
     parent: list[str],
 ) -> report.Summary:
     name = dated(base, night)
-    cfg = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, name=name))
+    seed = night_seed(cfg.seed, night)
+    sampler = {**cfg.sampler, "seed": seed} if "seed" in cfg.sampler else cfg.sampler
+    cfg = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, name=name), sampler=sampler)
     plan = make_plan(cfg)
     fingerprint = plan.data.fingerprint()
     note = _data_change(ledger, night, fingerprint)
@@ -118,6 +130,7 @@ def _night(
         NIGHTLY_DATE_TAG: night,
         NIGHTLY_LEDGER_RUN_TAG: str(ledger.run_id),
         WARM_START_TAG: warm.line(),
+        **({NIGHTLY_SEED_TAG: str(seed)} if "seed" in cfg.sampler else {}),
     }
     try:
         summary = run(cfg, plan)

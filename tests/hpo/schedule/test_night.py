@@ -24,6 +24,7 @@ from hpo.config import StorageConfig
 from hpo.errors import UserError
 from hpo.names import PARENT_ATTR
 from hpo.schedule import run_scheduled
+from hpo.schedule.night import night_seed
 from hpo.storages import open_storage
 from tests.hpo.schedule.helpers import NIGHTS, REPO, REPORT, Nights, compose_cfg, write_data
 
@@ -80,6 +81,22 @@ def test_the_data_fingerprint_is_logged_and_its_change_noted(nights: Nights) -> 
     assert nights.summaries[NIGHTS[2]].where["data"] == note
     page = mlflow.artifacts.load_text(f"runs:/{nights.ledger()[NIGHTS[2]].info.run_id}/{REPORT}")
     assert note in html.unescape(page)
+
+
+def test_each_night_draws_new_points_and_a_rerun_the_same(tmp_path: Path, mlflow_uri: str) -> None:
+    """A fixed seed would redraw last night's random start-up trials exactly."""
+    nights = Nights(f"seeded_{uuid.uuid4().hex[:8]}", str(tmp_path / "optuna.journal"), mlflow_uri)
+    write_data(tmp_path / "data.csv")
+    one = ("study.n_trials=2", "schedule.warm_start=0")
+    for night in NIGHTS[:2]:
+        run_scheduled(compose_cfg(nights, night, *one))
+    first, second = ([t.params["x"] for t in nights.study(night).trials] for night in NIGHTS[:2])
+    assert not set(first) & set(second), "tonight's points are not last night's"
+    seeds = [nights.parent(night).data.tags["hpo.nightly.sampler_seed"] for night in NIGHTS[:2]]
+    assert seeds[0] != seeds[1] and seeds[0] == str(night_seed(0, NIGHTS[0]))
+    run_scheduled(compose_cfg(nights, NIGHTS[0], "study.n_trials=3", "schedule.warm_start=0"))
+    again = [t.params["x"] for t in nights.study(NIGHTS[0]).trials]
+    assert again[:2] == first, "a rerun of the same night resumes its own draws"
 
 
 def test_several_workers_is_a_user_error(make_cfg) -> None:
