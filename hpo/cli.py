@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from hydra.errors import MissingConfigException
 
+from hpo.config import suggestion
 from hpo.secrets import mask
 
 
@@ -38,10 +39,7 @@ def composition_error(err: BaseException) -> str:
         key = text.split("'")[1]
         if key in RENAMED:
             return f"unknown key '{key}': {RENAMED[key]}"
-        return (
-            f"unknown key '{key}': check its spelling against --cfg job, "
-            f"or add a new key with +{key}=VALUE"
-        )
+        return f"unknown key '{key}': {suggestion(key)}"
     return first_line(err) + " (see --help for groups and keys)"
 
 

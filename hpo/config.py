@@ -7,13 +7,19 @@ wrong type is refused while Hydra composes, before anything runs.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from hpo.errors import UserError
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_DIR / "conf"
@@ -149,6 +155,7 @@ def typed(cfg: DictConfig | Config) -> Config:
     """
     if isinstance(cfg, Config):
         return cfg
+    refuse_unknown_keys(cfg)
     schema = OmegaConf.get_type(cfg)
     known = isinstance(schema, type) and issubclass(schema, Config)
     config = OmegaConf.to_object(
@@ -156,6 +163,54 @@ def typed(cfg: DictConfig | Config) -> Config:
     )
     assert isinstance(config, Config)
     return config
+
+
+def refuse_unknown_keys(cfg: DictConfig) -> None:
+    """A key the schema does not have (``+study.n_trail=2``, ``+metric=f1``) is a UserError
+    naming the key it was likely meant to be: Hydra's ``+`` adds it, and nothing reads it."""
+    schema = OmegaConf.get_type(cfg)
+    known = schema if isinstance(schema, type) and issubclass(schema, Config) else Config
+    for key in _unknown(cfg, known, ""):
+        raise UserError(f"unknown key '{key}': {suggestion(key)}")
+
+
+def _unknown(node: Any, schema: type, prefix: str) -> Iterator[str]:
+    hints = typing.get_type_hints(schema)
+    for key in node:
+        if key not in hints:
+            yield prefix + str(key)
+            continue
+        sub = _schema_of(hints[key])
+        value = node[key]
+        if sub is not None and isinstance(value, DictConfig):
+            yield from _unknown(value, sub, f"{prefix}{key}.")
+
+
+def _schema_of(hint: Any) -> type | None:
+    """The dataclass a field holds (``CVConfig | None`` -> CVConfig), else None (open)."""
+    for candidate in (hint, *typing.get_args(hint)):
+        if dataclasses.is_dataclass(candidate) and isinstance(candidate, type):
+            return candidate
+    return None
+
+
+def suggestion(key: str) -> str:
+    """What to type instead of the unknown ``key``: the closest known key, else --cfg job."""
+    known = list(_known_keys(Config, ""))
+    last = key.rsplit(".", 1)[-1]
+    same_name = [k for k in known if k.rsplit(".", 1)[-1] == last and k != key]
+    close = same_name or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]}=? (python -m hpo --cfg job shows every key)"
+    return "check its spelling against python -m hpo --cfg job"
+
+
+def _known_keys(schema: type, prefix: str) -> Iterator[str]:
+    for name, hint in typing.get_type_hints(schema).items():
+        yield prefix + name
+        sub = _schema_of(hint)
+        if sub is not None:
+            yield from _known_keys(sub, f"{prefix}{name}.")
 
 
 def to_yaml(config: Config) -> str:

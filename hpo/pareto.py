@@ -48,6 +48,20 @@ def extra_objectives(
     return extra
 
 
+def refuse_unknown_facts(extra: Sequence[ExtraObjective], declared: Sequence[str]) -> None:
+    """A further objective the objective never reports is refused before the first trial
+    (else every trial would fail on it); an objective that declares no names is checked at
+    its first fit."""
+    if not declared:
+        return
+    for objective in extra:
+        if objective.name not in declared:
+            raise UserError(
+                f"study.objectives {objective.name} is not a fit fact of this objective: "
+                f"use one of {', '.join(declared)}"
+            )
+
+
 def values(value: float, info: dict[str, float], extra: Sequence[ExtraObjective]) -> list[float]:
     """The trial's values: the study metric, then each further objective from the fit facts."""
     out = [value]

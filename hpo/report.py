@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import pareto
+from hpo.names import CV_ATTR, CV_FIT_FACTS, CV_FOLD_VALUES, CV_STD
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,13 @@ class Summary:
         if self.best_value is None:
             lines.append(f"  no completed trial yet, so no best {self.metric}")
         else:
-            spread = f" ± {self.best_std:.4f}" if self.best_std is not None else ""
+            if self.best_std is not None:
+                spread, said = f" ± {self.best_std:.4f}", "std over folds"
+            else:  # holdout, leave-one-out: one value, no spread to show
+                spread, said = "", "one validation score"
             lines.append(
                 f"  best {self.metric} ({self.direction}): {self.best_value:.4f}{spread}"
-                f" (trial {self.best_number}, std over folds)"
+                f" (trial {self.best_number}, {said})"
             )
             width = max(len(k) for k in self.best_params) if self.best_params else 0
             lines += [f"    {k:<{width}}  {_fmt(v)}" for k, v in self.best_params.items()]
@@ -91,9 +95,11 @@ def summarize(study: optuna.Study, metric: str, extra: list[str] | None = None) 
         if summary.extra:
             summary.front = pareto.front_rows(study, [metric, *summary.extra])
         summary.best_number, summary.best_value = best.number, best.values[0]
-        summary.best_std = best.user_attrs.get("cv", {}).get("std")
+        cv = best.user_attrs.get(CV_ATTR, {})
+        if len(cv.get(CV_FOLD_VALUES, ())) > 1:  # one fold (holdout, pooled LOO): no spread
+            summary.best_std = cv.get(CV_STD)
         summary.best_params = dict(best.params)
-        info = best.user_attrs.get("cv", {}).get("info", {})
+        info = cv.get(CV_FIT_FACTS, {})
         summary.best_fit = {k: float(info[k]) for k in FITTED if k in info}
     return summary
 

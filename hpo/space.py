@@ -96,6 +96,7 @@ class Space:
                     f"parameter '{p.name}' is a continuous range the grid sampler "
                     f"cannot enumerate: add study.space.{p.name}.grid=[...] or a step"
                 )
+            _check_grid(p, tuple(values))
             grid[p.name] = list(values)
         return grid
 
@@ -181,18 +182,23 @@ def _grid(where: str, values: Any, distribution: BaseDistribution) -> tuple[Any,
         return None
     if not isinstance(values, list | tuple) or not values:
         raise UserError(f"{where}.grid must be a non-empty list of values")
-    plain = tuple(_plain(v) for v in values)
-    for v in plain:
-        if isinstance(distribution, CategoricalDistribution):
-            inside = v in distribution.choices
+    return tuple(_plain(v) for v in values)
+
+
+def _check_grid(p: Param, values: tuple[Any, ...]) -> None:
+    """Grid values inside the range: checked only when the grid sampler will use them, so
+    that narrowing a range under another sampler (``study.space.max_depth.high=4``) works."""
+    d = p.distribution
+    for v in values:
+        if isinstance(d, CategoricalDistribution):
+            inside = v in d.choices
         else:
-            inside = distribution._contains(distribution.to_internal_repr(v))
+            inside = d._contains(d.to_internal_repr(v))
         if not inside:
             raise UserError(
-                f"{where}.grid value {v!r} lies outside the parameter's range: "
+                f"study.space.{p.name}.grid value {v!r} lies outside the parameter's range: "
                 "fix the grid or widen low/high"
             )
-    return plain
 
 
 def _when(where: str, raw: Any, earlier: set[str]) -> dict[str, tuple[Any, ...]]:

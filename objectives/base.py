@@ -68,11 +68,15 @@ class Objective(ABC):
         requirements: the pip packages a logged model needs to load (names: the
             tracker pins the installed versions). A class attribute, not a setting;
             empty leaves MLflow to infer them, which loads the model in a subprocess.
+        fit_fact_names: every name ``FoldOutput.fit_facts`` may hold, so that a study's
+            further objectives (``study.objectives``) are checked before the first
+            trial; empty: not declared, checked at the first fit.
     """
 
     task: str
     flavor: str
     requirements: tuple[str, ...] = ()
+    fit_fact_names: tuple[str, ...] = ()
 
     @abstractmethod
     def fit_predict(

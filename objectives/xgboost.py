@@ -40,6 +40,7 @@ class XGBoostObjective(Objective):
     report_every: int | None = None
     flavor: str = "xgboost"
     requirements = ("xgboost-cpu",)
+    fit_fact_names = ("n_rounds",)
 
     def validate(self, values: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Refuse a fixed setting XGBoost would fail on (or misread) in every trial."""

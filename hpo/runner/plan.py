@@ -101,15 +101,16 @@ def make_plan(cfg: Config) -> Plan:
     spec = cfg.study
     objective = _objective(spec.objective)
     space = parse_space(spec.space)
-    try:
-        objective.validate(_space_values(space))  # fixed settings and the space's values
+    kind = sampler_kind(cfg.sampler)
+    try:  # fixed settings and the space's values (grid values only where the grid is used)
+        objective.validate(_space_values(space, with_grid=kind == "grid"))
     except BadSetting as err:
         raise UserError(str(err)) from None
     metric = get_metric(spec.metric, objective.task)  # type: ignore[arg-type]
     direction = _direction(spec.direction, metric)
-    kind = sampler_kind(cfg.sampler)
     traits = sampler_traits(cfg.sampler)
     further = pareto.extra_objectives(spec, kind, traits.multi_objective)
+    pareto.refuse_unknown_facts(further, objective.fit_fact_names)
     sampler = build_sampler(cfg.sampler, space)
     if isinstance(sampler, GridSampler):
         sampler.max_retry = int(cfg.storage.max_retry)
@@ -181,15 +182,17 @@ def _budget(spec: StudyConfig, kind: str, space: Space) -> int | None:
     return budget
 
 
-def _space_values(space: Space) -> dict[str, tuple[Any, ...]]:
-    """For Objective.validate: each parameter's choices, or its range's ends and grid values."""
+def _space_values(space: Space, with_grid: bool) -> dict[str, tuple[Any, ...]]:
+    """For Objective.validate: each parameter's choices, or its range's ends (and its grid
+    values, ``with_grid``)."""
     values: dict[str, tuple[Any, ...]] = {}
     for p in space.params:
         d = p.distribution
         if isinstance(d, optuna.distributions.CategoricalDistribution):
             listed: tuple[Any, ...] = tuple(d.choices)
         else:
-            listed = (d.low, d.high, *(p.grid or ()))  # type: ignore[attr-defined]
+            grid = (p.grid or ()) if with_grid else ()
+            listed = (d.low, d.high, *grid)  # type: ignore[attr-defined]
         values[p.name] = tuple(dict.fromkeys(listed))
     return values
 

@@ -57,6 +57,18 @@ class LoRAObjective(LoRAKnobs, TorchObjective[LoRAKnobs]):
     max_threads: int = 1
     flavor: str = "pyfunc"
     requirements = PACKAGES  # with the default base, its package too (__post_init__)
+    fit_fact_names = (
+        "epochs_run",
+        "best_epoch",
+        "trainable_params",
+        "trainable_pct",
+        "adapter_kb",
+        "train_seconds",
+        "peak_rss_mb",
+        "train_mem_mb",
+        "latency_ms_b1",
+        "latency_ms_b32",
+    )
 
     def __post_init__(self) -> None:
         """Refuse a missing model folder before the first trial; require the default base.

@@ -47,6 +47,7 @@ class MLPObjective(MLPKnobs, TorchObjective[MLPKnobs]):
     max_threads: int = 1
     flavor: str = "pytorch"
     requirements = ("torch",)
+    fit_fact_names = ("epochs_run", "best_epoch", "n_params")
 
     def knobs(self, params: dict[str, Any]) -> MLPKnobs:
         """This objective's defaults overridden by a trial's params."""

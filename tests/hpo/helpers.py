@@ -44,6 +44,7 @@ class PriorObjective(Objective):
     task: str = "classification"
     flavor: str = "sklearn"
     requirements = ("scikit-learn",)
+    fit_fact_names = ("calls",)
     fail_above: float | None = None  # fail when params["x"] is above this
     nan: bool = False
     sleep: float = 0.0  # seconds per fold, to keep a trial running

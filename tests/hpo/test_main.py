@@ -22,7 +22,10 @@ FAST = [
     [
         (["study=nope"], "unknown study 'nope': choose study= one of"),
         (["sampler=foo"], "unknown sampler 'foo'"),
-        (["study.n_trails=3"], "unknown key 'study.n_trails'"),
+        (["study.n_trails=3"], "unknown key 'study.n_trails': did you mean study.n_trials="),
+        (["+study.n_trail=2"], "unknown key 'study.n_trail': did you mean study.n_trials="),
+        (["+metric=f1"], "unknown key 'metric': did you mean study.metric="),
+        (["finish=false"], "finish=false is now trials_only=true"),
         (["seed=abc"], "seed=abc"),
         (["study.metric=f2"], "unknown metric 'f2'"),
         (

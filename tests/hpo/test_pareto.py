@@ -7,11 +7,13 @@ import logging
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
 
+from hpo import pareto
 from hpo.check import check, open_check
+from hpo.config import ExtraObjective
 from hpo.errors import UserError
 from hpo.runner import make_plan, run
+from hpo.storages import open_storage
 from tests.hpo.runner.helpers import load, runs
 
 # PriorObjective reports the fit fact "calls" (1 per fold): a second objective to minimize.
@@ -60,20 +62,25 @@ def test_pruning_is_turned_off_with_one_warning(make_cfg, caplog) -> None:
     ]
 
 
-def test_an_objective_that_is_no_fit_fact_fails_trials_with_the_fix(make_cfg) -> None:
+def test_an_objective_that_is_no_fit_fact_is_refused_before_any_trial(make_cfg) -> None:
+    """Not after every trial has failed on it: the objective declares its fit facts."""
     cfg = make_cfg(
         "study=tiny_prior",
         "pruner=none",
         "study.objectives=[{name:latency,direction:minimize}]",
         "study.n_trials=1",
-        "study.max_failures=1",
     )
-    with pytest.raises(RuntimeError, match="1 trials in a row failed"):
+    with pytest.raises(
+        UserError, match="latency is not a fit fact of this objective: use one of calls"
+    ):
         run(cfg)
-    [trial] = load(cfg).trials
-    assert trial.state == TrialState.FAIL
-    assert "objective 'latency' is not a fit fact" in trial.user_attrs["fail_reason"]
-    assert "(calls): fix study.objectives" in trial.user_attrs["fail_reason"]
+    assert cfg.study.name not in optuna.get_all_study_names(open_storage(cfg.storage))
+
+
+def test_an_undeclared_fit_fact_fails_the_trial_with_the_fix() -> None:
+    """An objective that declares no fit facts is checked at its first fit."""
+    with pytest.raises(ValueError, match=r"'latency' is not a fit fact .*\(calls\): fix study"):
+        pareto.values(0.5, {"calls": 1.0}, [ExtraObjective("latency", "minimize")])
 
 
 def test_resuming_with_other_objectives_is_refused(make_cfg) -> None:

@@ -120,6 +120,8 @@ def test_fits_each_fold_and_reports_steps_within_max_steps(cls):
     assert np.isfinite(result.value) and len(result.fold_values) == 2
     assert result.oof_scores is not None and len(result.oof_scores) == len(data.y)
     assert result.fit_facts and all(np.isfinite(v) for v in result.fit_facts.values())
+    assert set(result.fit_facts) <= set(cls.fit_fact_names), "every fit fact is declared"
+    assert cls.fit_fact_names, "declared, so that study.objectives is checked before a trial"
     assert all(isinstance(v, float) for curve in result.curves.values() for v in curve)
     steps = objective.max_steps({})
     reported = set(trial.storage.get_trial(trial._trial_id).intermediate_values)

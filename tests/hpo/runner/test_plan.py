@@ -62,3 +62,19 @@ def test_a_shipped_study_states_no_direction_of_its_own(make_cfg) -> None:
     """Else overriding its metric would keep the old metric's direction."""
     for study in SHIPPED:
         assert make_cfg(f"study={study}").study.direction is None, study
+
+
+def test_a_narrowed_range_is_accepted_under_a_sampler_that_ignores_the_grid(make_cfg) -> None:
+    """xgb_f1's max_depth grid holds 6: only the grid sampler must refuse high=4."""
+    plan = make_plan(make_cfg("study=xgb_f1", "study.space.max_depth.high=4", "sampler=random"))
+    assert plan.space.params[0].distribution.high == 4  # type: ignore[attr-defined]
+    with pytest.raises(UserError, match=r"max_depth\.grid value 6 lies outside"):
+        make_plan(make_cfg("study=xgb_f1", "study.space.max_depth.high=4", "sampler=grid"))
+
+
+def test_a_further_objective_the_objective_never_reports_is_refused_before_any_trial(
+    make_cfg,
+) -> None:
+    cfg = make_cfg("study=lora_intents_pareto", "study.objectives.0.name=trainable_parms")
+    with pytest.raises(UserError, match=r"trainable_parms is not a fit fact .*trainable_params"):
+        make_plan(cfg)
