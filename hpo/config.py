@@ -94,6 +94,15 @@ class TrackingConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """How the winner is judged beyond its CV score."""
+
+    # Rows reserved before tuning (a fraction), never seen by a trial; the refit winner is
+    # scored on them once at the end. 0: none (the CV and BBC-CV estimates only).
+    test_size: float = 0.0
+
+
+@dataclass
 class ScheduleConfig:
     """Unattended runs: ``kind: nightly`` runs the study as ``<name>-<YYYY-MM-DD>``."""
 
@@ -113,6 +122,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     cv: CVConfig | None = None
     seed: int = 0
     n_jobs: int = 0  # folds evaluated side by side; 0: the fewest waves that fill every core

@@ -44,6 +44,8 @@ class Summary:
     where: dict[str, str] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)  # further objectives (hpo/pareto.py)
     front: list[dict[str, Any]] = field(default_factory=list)  # the Pareto front, best first
+    test_value: float | None = None  # the refit winner on the held-out rows
+    test_rows: int = 0
 
     def text(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in self.counts.items())
@@ -59,6 +61,11 @@ class Summary:
                 f"  best {self.metric} ({self.direction}): {self.best_value:.4f}{spread}"
                 f" (trial {self.best_number}, {said})"
             )
+            if self.test_value is not None:
+                lines.append(
+                    f"  test {self.metric}: {self.test_value:.4f} "
+                    f"(the refit winner on {self.test_rows} held-out rows no trial saw)"
+                )
             width = max(len(k) for k in self.best_params) if self.best_params else 0
             lines += [f"    {k:<{width}}  {_fmt(v)}" for k, v in self.best_params.items()]
             if self.best_fit:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,6 +29,11 @@ class Dataset:
     feature_names: list[str]
     classes: list[str] | None = None
     groups: np.ndarray | None = None  # rows sharing a group stay on one side of a group split
+
+    def rows(self, index: np.ndarray) -> Dataset:
+        """The same data set on the rows ``index`` only (tuning rows, held-out rows)."""
+        groups = None if self.groups is None else self.groups[index]
+        return replace(self, X=self.X[index], y=self.y[index], groups=groups)
 
     @property
     def n_classes(self) -> int:

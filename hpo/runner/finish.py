@@ -7,7 +7,7 @@ best trial changed since the last time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -34,16 +34,28 @@ def finish(cfg: Config, plan: Plan, study: optuna.Study, tracker: Tracker | None
     """Summary, plots, config and the refit best model on the parent run."""
     summary = report.summarize(study, plan.spec.metric, [o.name for o in plan.further_objectives])
     summary.where["optuna storage"] = display_url(cfg.storage)
+    best = (
+        None
+        if summary.best_number is None
+        else study.get_trials(deepcopy=False)[summary.best_number]
+    )
+    new_model = (
+        best is not None
+        and tracker is not None
+        and tracker.parent_tag(MODEL_TRIAL_TAG) != str(best.number)
+    )
+    model = _refit(plan, best) if best is not None and (new_model or plan.test) else None
+    if plan.test is not None and model is not None:
+        scores = np.asarray(plan.objective.predict(model, plan.test.X))
+        summary.test_value, summary.test_rows = plan.metric(plan.test.y, scores), len(plan.test.y)
     if tracker is None:
         return summary
     texts = [("config.yaml", mask(to_yaml(cfg))), *report.plots(study, summary)]
     metrics, tags = _best_facts(plan, summary)
     tracker.flush()
     tracker.log_study(metrics, tags, texts)
-    if summary.best_number is not None and tracker.parent_tag(MODEL_TRIAL_TAG) != str(
-        summary.best_number
-    ):
-        _log_best_model(plan, study.get_trials(deepcopy=False)[summary.best_number], tracker)
+    if new_model and best is not None:
+        _log_model(plan, best, model, tracker)
     tracker.close_study()
     summary.where["mlflow"] = f"{tracker.ui_command()}  (experiment '{plan.spec.name}')"
     return summary
@@ -57,6 +69,8 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
         metrics["best_value"] = summary.best_value
         if summary.best_std is not None:
             metrics[f"best_{plan.spec.metric}_std"] = summary.best_std
+        if summary.test_value is not None:  # the refit winner on the held-out rows
+            metrics[f"test_{plan.spec.metric}"] = summary.test_value
         tags = {
             BEST_TRIAL_TAG: str(summary.best_number),
             **{f"best.{k}": str(v) for k, v in summary.best_params.items()},
@@ -66,12 +80,11 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
     return metrics, tags
 
 
-def _log_best_model(plan: Plan, best: optuna.trial.FrozenTrial, tracker: Tracker) -> None:
-    """Refit and log ``best``: the best trial, or the front's best by the study metric."""
-    from hpo.tracking.models import log_model
-
+def _refit(plan: Plan, best: optuna.trial.FrozenTrial) -> Any:
+    """``best`` (the best trial, or the front's best by the study metric) refit on every
+    tuning row; the held-out rows, if any, stay unseen."""
     data = plan.data
-    model = plan.objective.refit(
+    return plan.objective.refit(
         best.params,
         data.X,
         data.y,
@@ -79,7 +92,13 @@ def _log_best_model(plan: Plan, best: optuna.trial.FrozenTrial, tracker: Tracker
         best.user_attrs.get(CV_ATTR, {}).get(CV_FIT_FACTS, {}),
         plan.seed,
     )
-    sample = data.X[:5]
+
+
+def _log_model(plan: Plan, best: optuna.trial.FrozenTrial, model: Any, tracker: Tracker) -> None:
+    """Log the refit ``model`` of ``best`` on the parent run, remembered by its tags."""
+    from hpo.tracking.models import log_model
+
+    sample = plan.data.X[:5]
     uri = log_model(
         tracker,
         plan.objective,

@@ -24,6 +24,7 @@ from hpo.config import Config, CVConfig, ExtraObjective, StudyConfig, effective_
 from hpo.cv import CVSetup, Folds, folds_side_by_side, make_folds
 from hpo.data import Dataset, load_data
 from hpo.errors import UserError
+from hpo.held_out import split_off
 from hpo.metrics import Metric, get_metric
 from hpo.pruning import without_pruning
 from hpo.samplers import (
@@ -63,6 +64,7 @@ class Plan:
     sampler_for: Callable[[int], optuna.samplers.BaseSampler] | None = None  # by trial number
     further_objectives: tuple[ExtraObjective, ...] = ()  # after the metric (hpo/pareto.py)
     cv: CVConfig | None = None  # the CV the folds came from, to say what changed on resume
+    test: Dataset | None = None  # held-out rows (evaluation.test_size): only the winner sees them
 
     @property
     def directions(self) -> list[Direction]:
@@ -118,6 +120,9 @@ def make_plan(cfg: Config) -> Plan:
     budget = _budget(spec, kind, space)
     cv = effective_cv(cfg)
     data = load_data(spec.data, objective.task, int(cfg.seed))  # type: ignore[arg-type]
+    test = None
+    if cfg.evaluation.test_size:  # reserved before anything is tuned on the data
+        data, test = split_off(data, cv, cfg.evaluation.test_size, int(cfg.seed))
     folds = make_folds(cv, data)
     return Plan(
         spec,
@@ -140,6 +145,7 @@ def make_plan(cfg: Config) -> Plan:
         else None,
         further,
         cv,
+        test,
     )
 
 
