@@ -1,20 +1,31 @@
-"""Optuna's journal file: where it lives, its file locks, and the path Optuna's tools take."""
+"""Optuna's journal file: where it lives, its file locks, the path Optuna's tools take, and
+a torn tail or garbage in it (a crash, a full disk, a stray write)."""
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import TrialState
 
 from hpo.config import StorageConfig
+from hpo.errors import UserError
 from hpo.storages import open_storage, optuna_url, study_lock
 from hpo.storages.night import AlreadyRunning
 from hpo.storages.registry import backend_for
+from tests.hpo.storages.helpers import REPO
 
 
 def test_the_journal_file_and_its_folder_are_created(tmp_path: Path) -> None:
-    import optuna
-
     path = tmp_path / "sub" / "optuna.journal"
     optuna.create_study(study_name="s", storage=open_storage(StorageConfig(url=f"journal:{path}")))
     assert path.is_file()
@@ -36,3 +47,153 @@ def test_a_second_night_lock_is_refused_at_once_naming_the_holder(tmp_path: Path
         with backend.night_lock("other", "2024-06-01"):
             pass
     assert not (tmp_path / "j.nightly-s.json").exists(), "who held it is gone with the lock"
+
+
+# A crash or a full disk in the middle of an append: the first half of a record.
+TORN = b'{"op_code":4,"worker_id":"0f3c-1","study_id":0,"datetime_sta'
+
+
+def _journal(tmp_path: Path, trials: int = 3) -> Path:
+    """A journal file holding study "s" with ``trials`` finished trials."""
+    path = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="s", storage=_open(path))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=trials)
+    return path
+
+
+def _open(path: Path) -> BaseStorage:
+    return open_storage(StorageConfig(url=f"journal:{path}"))
+
+
+def _trials(storage: BaseStorage) -> list[tuple[int, float | None, dict[str, object]]]:
+    study = optuna.load_study(study_name="s", storage=storage)
+    return [(t.number, t.value, t.params) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+
+
+def _optuna_alone(path: Path) -> BaseStorage:
+    """The journal as Optuna's own tools open it (``optuna``, optuna-dashboard)."""
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_torn_last_line_is_set_aside_and_no_trial_is_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _journal(tmp_path)
+    before = _trials(_open(path))
+    whole = path.read_bytes()
+    with path.open("ab") as f:
+        f.write(TORN)
+    with caplog.at_level(logging.WARNING, logger="hpo.storages"):
+        storage = _open(path)
+    optuna.load_study(study_name="s", storage=storage).optimize(
+        lambda t: t.suggest_float("x", 0, 1), n_trials=2
+    )
+    after = _trials(_optuna_alone(path))  # a fresh read of the file, by Optuna alone
+    assert after[:3] == before and len(after) == 5
+    assert path.read_bytes().startswith(whole)
+    (side,) = tmp_path.glob("optuna.journal.torn-*")
+    assert side.read_bytes() == TORN
+    (warning,) = _warnings(caplog)
+    assert str(side) in warning and f"{len(TORN)} bytes" in warning
+
+
+def test_a_line_torn_while_another_process_runs_is_set_aside_before_its_next_append(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _journal(tmp_path)
+    study = optuna.load_study(study_name="s", storage=_open(path))
+    with path.open("ab") as f:
+        f.write(TORN)  # a second worker dies mid-append (or the disk fills up)
+    with caplog.at_level(logging.WARNING, logger="hpo.storages"):
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert len(_trials(_optuna_alone(path))) == 5
+    (side,) = tmp_path.glob("optuna.journal.torn-*")
+    assert side.read_bytes() == TORN
+    assert len(_warnings(caplog)) == 1
+
+
+def test_processes_opening_a_torn_journal_together_set_it_aside_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _journal(tmp_path)
+    whole = path.read_bytes()
+    with path.open("ab") as f:
+        f.write(TORN)
+    # The lock is a file (O_EXCL), so threads contend for it just as processes do.
+    with caplog.at_level(logging.WARNING, logger="hpo.storages"), ThreadPoolExecutor(4) as pool:
+        opened = list(pool.map(lambda _: _open(path), range(4)))
+    assert all(len(_trials(storage)) == 3 for storage in opened)
+    assert path.read_bytes() == whole
+    assert len(list(tmp_path.glob("optuna.journal.torn-*"))) == 1 and len(_warnings(caplog)) == 1
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _journal(tmp_path)
+    whole = path.read_bytes()
+    path.write_bytes(whole.removesuffix(b"\n"))  # the last trial's "COMPLETE", unterminated
+    with caplog.at_level(logging.WARNING, logger="hpo.storages"):
+        storage = _open(path)
+    assert path.read_bytes() == whole
+    assert len(_trials(storage)) == 3
+    assert not list(tmp_path.glob("*.torn-*")) and not _warnings(caplog)
+
+
+@pytest.mark.parametrize(
+    ("damage", "line"),
+    [
+        pytest.param(lambda lines: [*lines[:2], b"garbage\n", *lines[2:]], 3, id="middle"),
+        pytest.param(lambda lines: [*lines[:4], b'{"hello": 1}\n', *lines[4:]], 5, id="json"),
+        pytest.param(lambda lines: [*lines, b"not json\n"], None, id="last"),
+        pytest.param(lambda lines: [*lines, b"42"], None, id="unterminated"),
+        pytest.param(lambda lines: [*lines[:2], b"x\n", *lines[2:], TORN], 3, id="before-torn"),
+    ],
+)
+def test_garbage_is_one_user_error_naming_the_byte_and_the_file_is_unchanged(
+    tmp_path: Path, damage: Callable[[list[bytes]], list[bytes]], line: int | None
+) -> None:
+    path = _journal(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    damaged = damage(lines)
+    line = line or len(damaged)
+    offset = sum(len(one) for one in damaged[: line - 1])
+    path.write_bytes(b"".join(damaged))
+    with pytest.raises(UserError) as raised:
+        _open(path)
+    message = str(raised.value)
+    assert f"{path} is damaged at line {line} (byte {offset})" in message
+    assert "backup" in message and "\n" not in message
+    assert path.read_bytes() == b"".join(damaged)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optuna.journal"]
+
+
+@pytest.mark.parametrize("command", ["hpo", "hpo.check"])
+def test_the_command_line_on_a_garbage_journal_prints_one_error_line_and_exits_2(
+    tmp_path: Path, command: str
+) -> None:
+    path = _journal(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    damaged = b"".join([*lines[:2], b"garbage\n", *lines[2:]])
+    path.write_bytes(damaged)
+    done = subprocess.run(
+        [sys.executable, "-m", command, f"storage.url=journal:{path}", "study.name=s"]
+        + (["tracking.enabled=false", "progress=false"] if command == "hpo" else []),
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)},
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    lines_out = done.stderr.strip().splitlines()
+    assert len(lines_out) == 1, done.stderr
+    offset = sum(len(one) for one in lines[:2])
+    assert lines_out[0].startswith(
+        f"error: the journal {path} is damaged at line 3 (byte {offset})"
+    )
+    assert path.read_bytes() == damaged
