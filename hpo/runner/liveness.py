@@ -3,8 +3,9 @@
 A worker can die at any moment (OOM, SIGKILL, a lost machine). Its RUNNING
 trials would hold a place in the budget forever, so every worker looks for
 them: by heartbeat (storages that keep one), by pid on this host, and for
-trials no worker ever took. A failed trial is retried by Optuna's retry
-callback with the study's own parameters.
+trials no worker ever took. Each is failed with its reason (the trial's
+``fail_reason``) and its parameters run again, once, however many workers
+find it at the same moment: the one whose FAIL is stored enqueues the retry.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from hpo.names import RUN_ATTR, WORKER_ATTR
+from hpo.names import FAIL_REASON_ATTR, RUN_ATTR, WORKER_ATTR
+from hpo.runner.trial import tell_once
 from hpo.secrets import mask
-from hpo.storages import StaleTrials, is_outage, max_retry
+from hpo.storages import is_outage, max_retry
+from hpo.storages.heartbeat import retry
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
@@ -34,21 +37,62 @@ log = logging.getLogger(__name__)
 UNOWNED_SECONDS = 120.0  # a RUNNING trial no worker has marked by then is failed
 
 
+@dataclass(frozen=True)
+class Dead:
+    """A RUNNING trial whose worker is gone, and why: the trial's fail reason."""
+
+    trial: FrozenTrial
+    reason: str
+
+
 def recover(study: optuna.Study, tracker: Tracker | None) -> None:
-    """Fail the trials of dead workers (by heartbeat, or by pid on this host), close their runs."""
-    _reap_orphans(study, tracker)
-    _reap_unowned(study)
+    """Fail the trials of dead workers, run their parameters again, close their runs."""
+    reap(study, dead_trials(study), tracker)
+
+
+def dead_trials(study: optuna.Study) -> list[Dead]:
+    """The study's RUNNING trials whose worker is gone, as seen now, each with why.
+
+    Gone: its process on this host no longer runs; it sent no heartbeat for the
+    grace period (storages that keep heartbeats, its worker anywhere); or no
+    worker marked it within UNOWNED_SECONDS (created just as a connection
+    dropped).
+    """
     storage = study._storage  # Optuna wraps an RDBStorage in a cache that keeps its heartbeat API
-    if not (isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)):
-        return
-    optuna.storages.fail_stale_trials(study)
-    stale = storage.get_heartbeat_stale_trial_callback()
-    for trial in stale.drain() if isinstance(stale, StaleTrials) else []:
+    stale: set[int] = set()
+    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+        stale = set(storage._get_stale_trial_ids(study._study_id))
+    found = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = _why_dead(trial, trial._trial_id in stale, storage)
+        if reason:
+            found.append(Dead(trial, reason))
+    return found
+
+
+def reap(study: optuna.Study, dead: list[Dead], tracker: Tracker | None) -> None:
+    """Fail each dead trial with its reason, enqueue its parameters again, close its run.
+
+    Safe when other workers reap the same trials at once, or their own
+    workers end them: a trial that has ended meanwhile is left as it is, and
+    its retry and run are whoever ended it. (The reason is stored before the
+    FAIL, as a finished trial takes no attrs: a trial its worker completes at
+    that very moment keeps a fail reason that nothing reads.)
+    """
+    for found in dead:
+        trial = found.trial
+        if not tell_once(study, trial, TrialState.FAIL, attrs={FAIL_REASON_ATTR: found.reason}):
+            continue
+        limit = max_retry(study)
+        retried = retry(study, study._storage.get_trial(trial._trial_id), limit)
         log.warning(
-            "trial %d lost its worker (no heartbeat): marked FAIL and retried", trial.number
+            "trial %d: %s: marked FAIL, %s",
+            trial.number,
+            found.reason,
+            "retried" if retried else f"not retried (storage.max_retry={limit} reached)",
         )
         if tracker is not None and RUN_ATTR in trial.user_attrs:
-            tracker.kill_run(trial.user_attrs[RUN_ATTR], "its worker stopped sending heartbeats")
+            tracker.kill_run(trial.user_attrs[RUN_ATTR], found.reason)
 
 
 def watchdog(
@@ -97,37 +141,28 @@ def alive(pid: int) -> bool:
     return True
 
 
-def _reap_orphans(study: optuna.Study, tracker: Tracker | None) -> None:
-    """Fail RUNNING trials whose process on this host is gone (killed without a heartbeat)."""
-    host = socket.gethostname()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(WORKER_ATTR, "")
-        if not worker.startswith(host + ":") or alive(int(worker.rsplit(":", 1)[1])):
-            continue
-        study.tell(trial.number, state=TrialState.FAIL)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry(study))  # same params
-        retry(study, study._storage.get_trial(trial._trial_id))
-        log.warning(
-            "trial %d was left running by dead process %s: marked FAIL", trial.number, worker
-        )
-        if tracker is not None and RUN_ATTR in trial.user_attrs:
-            tracker.kill_run(trial.user_attrs[RUN_ATTR], f"process {worker} died")
+def _why_dead(trial: FrozenTrial, stale: bool, storage: optuna.storages.BaseStorage) -> str:
+    """Why ``trial``'s worker counts as gone ("" while it may still run it)."""
+    worker = trial.user_attrs.get(WORKER_ATTR)
+    if worker:
+        host, _, pid = str(worker).rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
+            return f"its worker {worker} stopped (the process is gone)"
+    if stale:
+        grace = _grace_period(storage)
+        return f"its worker {worker or '(unnamed)'} stopped (no heartbeat for over {grace:g} s)"
+    started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+    if worker is None and time.time() - started > UNOWNED_SECONDS:
+        return f"no worker took it within {UNOWNED_SECONDS:g} s"
+    return ""
 
 
-def _reap_unowned(study: optuna.Study) -> None:
-    """Fail RUNNING trials that no worker ever took (created just as a connection dropped).
-
-    A worker marks its trial within milliseconds of asking for it; one still
-    unmarked after UNOWNED_SECONDS has no worker, no heartbeat and would
-    otherwise hold a place in the budget forever.
-    """
-    now = time.time()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        started = trial.datetime_start.timestamp() if trial.datetime_start else now
-        if WORKER_ATTR not in trial.user_attrs and now - started > UNOWNED_SECONDS:
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                study.tell(trial.number, state=TrialState.FAIL)
-                log.warning("trial %d was never started by a worker: marked FAIL", trial.number)
+def _grace_period(storage: optuna.storages.BaseStorage) -> float:
+    """Seconds without a heartbeat after which a trial is stale (Optuna's default: two beats)."""
+    for keeper in (storage, getattr(storage, "_backend", None)):  # or in Optuna's cache's backend
+        if grace := getattr(keeper, "grace_period", None):
+            return float(grace)
+    return 2.0 * (_heartbeat_interval(storage) or 0)
 
 
 def _heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:

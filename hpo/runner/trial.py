@@ -12,10 +12,11 @@ import logging
 import math
 import os
 import socket
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo import pareto
 from hpo.cv import CVResult, FoldsPruned, cross_validate
@@ -101,8 +102,7 @@ def evaluate(
 def fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
     """Mark FAIL a trial this worker claimed but never told (SIGTERM just after claim())."""
     with contextlib.suppress(Exception):
-        if not study._storage.get_trial(trial._trial_id).state.is_finished():
-            study.tell(trial, state=TrialState.FAIL)
+        tell_once(study, trial, TrialState.FAIL)
 
 
 def _own(plan: Plan, trial: optuna.Trial, run_id: str | None) -> None:
@@ -147,33 +147,53 @@ def tell(
     result: CVResult | None,
     values: list[float],
 ) -> None:
-    """Store the trial's CV facts in one user attr, then its final state (once: safe to retry).
-
-    A trial already finished (told before the connection dropped, or failed as
-    stale meanwhile) is left as it is; that is found out from the write that
-    refuses it rather than by reading the trial first, a round trip per trial.
-    """
-    try:
-        if result is not None:
-            cv = {
-                CV_STD: result.std,
-                CV_FOLD_VALUES: result.fold_values,
-                CV_FIT_FACTS: result.fit_facts,
-            }
-            trial.set_user_attr(CV_ATTR, cv)
-        if record.state == "FAIL":
-            trial.set_user_attr(FAIL_REASON_ATTR, record.tags[FAIL_REASON_TAG])
-    except RuntimeError:  # Optuna: "Trial#N has already finished and can not be updated"
-        if study._storage.get_trial(trial._trial_id).state.is_finished():
-            return
-        raise
+    """Store the trial's CV facts in one user attr, then its final state (once: safe to retry)."""
+    attrs: dict[str, Any] = {}
+    if result is not None:
+        attrs[CV_ATTR] = {
+            CV_STD: result.std,
+            CV_FOLD_VALUES: result.fold_values,
+            CV_FIT_FACTS: result.fit_facts,
+        }
     if record.state == "FAIL":
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        attrs[FAIL_REASON_ATTR] = record.tags[FAIL_REASON_TAG]
+        tell_once(study, trial, TrialState.FAIL, attrs=attrs)
     elif record.state == "PRUNED":
-        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        tell_once(study, trial, TrialState.PRUNED, attrs=attrs)
     else:
         assert result is not None
-        study.tell(trial, values, skip_if_finished=True)
+        tell_once(study, trial, None, values, attrs)
+
+
+def tell_once(
+    study: optuna.Study,
+    trial: optuna.Trial | FrozenTrial,
+    state: TrialState | None,
+    values: Sequence[float] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> bool:
+    """Store ``attrs`` on the trial, then tell Optuna its end, unless it has ended already.
+
+    True when this call ended it. A trial already finished (told before the
+    connection dropped, failed as stale meanwhile, or failed by another worker
+    reaping it at the same moment) is left as it is, and False says so: that
+    is found out from the write that refuses it rather than by reading the
+    trial first, a round trip per trial. ``state`` None: COMPLETE with
+    ``values`` (FAIL when Optuna finds them infeasible), as ``study.tell``.
+    """
+    trial_id = trial._trial_id
+    try:
+        for key, value in (attrs or {}).items():
+            study._storage.set_trial_user_attr(trial_id, key, value)
+        told = trial if isinstance(trial, optuna.Trial) else trial.number
+        study.tell(told, values, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:  # ended after tell read it, or before
+        return False  # the attrs were written
+    except ValueError:  # "Cannot tell a FAIL trial": it had ended when tell read it
+        if study._storage.get_trial(trial_id).state.is_finished():
+            return False
+        raise
+    return True
 
 
 def _record(
@@ -187,7 +207,7 @@ def _record(
     name = plan.spec.metric + partial
     metrics = {
         name: result.value,
-        f"{name}_std": result.std,
+        **({f"{name}_std": result.std} if len(result.fold_values) > 1 else {}),  # a spread
         "fit_seconds": result.fit_seconds,
         "n_folds_run": len(result.fold_values),
     }
