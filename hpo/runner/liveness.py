@@ -14,9 +14,7 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +22,7 @@ import optuna
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.background import every
 from hpo.names import FAIL_REASON_ATTR, RUN_ATTR, WORKER_ATTR
 from hpo.runner.trial import tell_once
 from hpo.secrets import mask
@@ -106,7 +105,7 @@ def watchdog(
         except Exception as err:  # an outage: the main loop decides what to do
             log.warning("could not check for dead workers: %s", mask(str(err))[:200])
 
-    return _every(_heartbeat_interval(study._storage), watch, "hpo-watchdog", first=False)
+    return every(_heartbeat_interval(study._storage), watch, "hpo-watchdog", first=False)
 
 
 def heartbeat(
@@ -125,7 +124,7 @@ def heartbeat(
             if not is_outage(err):
                 log.warning("heartbeat of trial %d: %s", trial.number, mask(str(err))[:200])
 
-    return _every(_heartbeat_interval(storage), beat, f"hpo-heartbeat-{trial.number}", first=True)
+    return every(_heartbeat_interval(storage), beat, f"hpo-heartbeat-{trial.number}", first=True)
 
 
 def alive(pid: int) -> bool:
@@ -170,29 +169,3 @@ def _heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
     if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
         return storage.get_heartbeat_interval()
     return None
-
-
-@contextlib.contextmanager
-def _every(
-    interval: float | None, call: Callable[[], None], name: str, first: bool
-) -> Iterator[None]:
-    """Run ``call`` every ``interval`` seconds in a thread while the block runs (``first``: at
-    once too); no thread when ``interval`` is None. ``call`` handles its own errors."""
-    if not interval:
-        yield
-        return
-    stop = threading.Event()
-
-    def loop() -> None:
-        if first:
-            call()
-        while not stop.wait(interval):
-            call()
-
-    thread = threading.Thread(target=loop, name=name, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()

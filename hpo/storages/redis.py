@@ -10,7 +10,6 @@ keyed by the study name; it is not tied to a connection, so it has a TTL.
 from __future__ import annotations
 
 import contextlib
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -20,6 +19,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalRedisBackend
 
+from hpo.background import every
 from hpo.errors import UserError
 from hpo.secrets import mask
 from hpo.storages.base import Backend, log
@@ -90,22 +90,18 @@ def redis_lock(client: Any, key: str, ttl: float = REDIS_LOCK_TTL) -> Iterator[N
     """
     lock = client.lock(key, timeout=ttl, sleep=0.01, thread_local=False)
     lock.acquire(blocking=True)
-    stop = threading.Event()
 
-    def renew() -> None:
-        while not stop.wait(ttl / 3):
-            try:
-                lock.reacquire()
-            except Exception as err:  # lost it (expired, or Redis unreachable): say so
-                log.warning("study lock %s could not be renewed: %s", key, mask(str(err)))
-                return
+    def renew() -> bool:
+        try:
+            lock.reacquire()
+        except Exception as err:  # lost it (expired, or Redis unreachable): say so, stop
+            log.warning("study lock %s could not be renewed: %s", key, mask(str(err)))
+            return False
+        return True
 
-    thread = threading.Thread(target=renew, name="hpo-redis-lock", daemon=True)
-    thread.start()
     try:
-        yield
+        with every(ttl / 3, renew, "hpo-redis-lock"):
+            yield
     finally:
-        stop.set()
-        thread.join()
         with contextlib.suppress(Exception):  # expired already: nothing left to release
             lock.release()
