@@ -42,6 +42,7 @@ DIRECTION_TAG = "hpo.direction"
 OBJECTIVES_TAG = "hpo.objectives"
 BEST_TRIAL_TAG = "hpo.best_trial"
 PARETO_FRONT_TAG = "hpo.pareto_front"
+TIES_TAG = "hpo.ties"  # next best trials the winner cannot be told apart from, or "none"
 MODEL_TRIAL_TAG = "hpo.model_trial"
 MODEL_URI_TAG = "hpo.model_uri"
 

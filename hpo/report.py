@@ -45,6 +45,8 @@ class Summary:
     extra: list[str] = field(default_factory=list)  # further objectives (hpo/pareto.py)
     front: list[dict[str, Any]] = field(default_factory=list)  # the Pareto front, best first
     test_value: float | None = None  # the refit winner on the held-out rows
+    ties: list[int] = field(default_factory=list)  # next best trials the winner ties with
+    compared: int = 0  # how many next best trials were tested against the winner
     test_rows: int = 0
 
     def text(self) -> str:
@@ -61,6 +63,11 @@ class Summary:
                 f"  best {self.metric} ({self.direction}): {self.best_value:.4f}{spread}"
                 f" (trial {self.best_number}, {said})"
             )
+            if self.compared:
+                lines.append(
+                    f"  {_ties(self.ties, self.compared)} (corrected resampled t-test on the "
+                    "fold scores, p >= 0.05)"
+                )
             if self.test_value is not None:
                 lines.append(
                     f"  test {self.metric}: {self.test_value:.4f} "
@@ -78,6 +85,13 @@ class Summary:
                 lines.append(f"    trial {row['trial']}: {values}")
         lines += [f"  {k}: {v}" for k, v in self.where.items()]
         return "\n".join(lines)
+
+
+def _ties(ties: list[int], compared: int) -> str:
+    if not ties:
+        return f"better than each of the next {compared} trials"
+    listed = ", ".join(str(t) for t in ties)
+    return f"cannot be told apart from trial{'s' if len(ties) > 1 else ''} {listed}"
 
 
 def _fmt(value: Any) -> str:

@@ -14,17 +14,22 @@ import optuna
 
 from hpo import report
 from hpo.config import Config, to_yaml
+from hpo.estimates import indistinguishable
 from hpo.names import (
     BEST_TRIAL_TAG,
     CV_ATTR,
     CV_FIT_FACTS,
+    CV_FOLD_VALUES,
     MODEL_TRIAL_TAG,
     MODEL_URI_TAG,
     PARETO_FRONT_TAG,
+    TIES_TAG,
 )
 from hpo.runner.plan import Plan
 from hpo.secrets import mask
 from hpo.storages import display_url
+
+RIVALS = 5  # next best trials the winner is tested against
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
@@ -45,6 +50,8 @@ def finish(cfg: Config, plan: Plan, study: optuna.Study, tracker: Tracker | None
         and tracker.parent_tag(MODEL_TRIAL_TAG) != str(best.number)
     )
     model = _refit(plan, best) if best is not None and (new_model or plan.test) else None
+    if best is not None and not plan.further_objectives:
+        summary.ties, summary.compared = _rivals_tied(plan, study, best)
     if plan.test is not None and model is not None:
         scores = np.asarray(plan.objective.predict(model, plan.test.X))
         summary.test_value, summary.test_rows = plan.metric(plan.test.y, scores), len(plan.test.y)
@@ -75,9 +82,35 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
             BEST_TRIAL_TAG: str(summary.best_number),
             **{f"best.{k}": str(v) for k, v in summary.best_params.items()},
         }
+        if summary.compared:  # the next best trials the winner cannot be told apart from
+            tags[TIES_TAG] = ",".join(str(t) for t in summary.ties) or "none"
         if summary.front:
             tags[PARETO_FRONT_TAG] = ",".join(str(row["trial"]) for row in summary.front)
     return metrics, tags
+
+
+def _rivals_tied(
+    plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial
+) -> tuple[list[int], int]:
+    """The next best trials (up to ``RIVALS``) the winner cannot be told apart from on its
+    folds, and how many were tested. None with one validation score (holdout, LOO)."""
+    if len(plan.folds) < 2 or plan.leave_one_out:
+        return [], 0
+
+    def folds_of(trial: optuna.trial.FrozenTrial) -> list[float]:
+        return list(trial.user_attrs.get(CV_ATTR, {}).get(CV_FOLD_VALUES, []))
+
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.number != best.number and len(folds_of(t)) == len(plan.folds)
+    ]
+    sign = 1.0 if plan.direction == "maximize" else -1.0
+    rivals = sorted(complete, key=lambda t: -sign * float(t.values[0]))[:RIVALS]
+    n_test = round(float(np.mean([len(valid) for _, valid in plan.folds])))
+    n_train = round(float(np.mean([len(train) for train, _ in plan.folds])))
+    others = {t.number: folds_of(t) for t in rivals}
+    return indistinguishable(folds_of(best), others, n_train, n_test), len(rivals)
 
 
 def _refit(plan: Plan, best: optuna.trial.FrozenTrial) -> Any:

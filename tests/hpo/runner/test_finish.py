@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from hpo.runner import run
-from tests.hpo.runner.helpers import FAST_XGB, load, runs
+from tests.hpo.runner.helpers import FAST_XGB, PRIOR, load, runs
 
 
 @pytest.mark.slow
@@ -44,3 +44,21 @@ def test_parent_run_has_summary_plots_config_and_loadable_model(make_cfg) -> Non
     predictions = np.asarray(model.predict(data.X[:10]))
     assert predictions.shape == (10,)
     assert ((predictions >= 0) & (predictions <= 1)).all()
+
+
+def test_the_winner_is_tested_against_the_next_best_on_its_folds(make_cfg) -> None:
+    """The prior objective scores every trial alike (AUC 0.5 on each fold): no trial can be
+    told apart from the winner, and the summary says so rather than crown it."""
+    cfg = make_cfg(*PRIOR, "study.n_trials=4", "cv=kfold", "cv.n_splits=3")
+    summary = run(cfg)
+    assert summary is not None and summary.compared == 3
+    assert sorted(summary.ties) == sorted({0, 1, 2, 3} - {summary.best_number})
+    assert "cannot be told apart from trials" in summary.text()
+    parent, _ = runs(cfg)
+    assert parent.data.tags["hpo.ties"] == ",".join(str(t) for t in summary.ties)
+
+
+def test_one_validation_score_is_not_tested(make_cfg) -> None:
+    summary = run(make_cfg(*PRIOR, "study.n_trials=2", "cv=holdout"))
+    assert summary is not None and summary.compared == 0
+    assert "t-test" not in summary.text()
