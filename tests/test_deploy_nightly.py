@@ -46,3 +46,13 @@ def test_each_scheduling_file_runs_a_nightly_study_the_config_accepts(where: str
 def test_the_cronjob_never_runs_two_nights_at_once() -> None:
     job = yaml.safe_load((NIGHTLY / "cronjob.yaml").read_text())
     assert job["kind"] == "CronJob" and job["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_the_suggested_mlflow_ui_is_published_on_loopback_only() -> None:
+    """The UI has no authentication: a comment that publishes it on every interface of the
+    host is an invitation (issue 11, defect 9)."""
+    text = (NIGHTLY / "compose.yaml").read_text()
+    published = [
+        w for line in text.splitlines() for w in line.split() if ":5000:" in w or w == "5000:5000"
+    ]
+    assert published == ["127.0.0.1:5000:5000"], published
