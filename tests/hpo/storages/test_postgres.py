@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
-from sqlalchemy import exc, text
+from sqlalchemy import create_engine, exc, text
 from sqlalchemy.engine import make_url
 
 import hpo.storages.postgres
@@ -179,9 +179,19 @@ def test_a_silent_study_lock_holder_loses_the_lock(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A holder that stops talking (its machine gone) holds the lock no longer than
-    idle_in_transaction_session_timeout: the server ends its session."""
-    monkeypatch.setattr(hpo.storages.postgres, "IDLE_IN_TRANSACTION", 0.5)
+    idle_in_transaction_session_timeout: the server ends its session.
+
+    Only the lock's own session gets the short timeout: the silent storage is opened with
+    the usual settings, then given an engine built with hpo's connection settings at 0.5 s,
+    which nothing but the study lock uses. (With the short timeout from the start, a busy
+    machine could pause inside one of the opening's transactions for that long.)
+    """
     silent = _rdb(StorageConfig(url=pg_url))
+    monkeypatch.setattr(hpo.storages.postgres, "IDLE_IN_TRANSACTION", 0.5)
+    backend = hpo.storages.postgres.PostgreSQL(pg_url)
+    url = backend.engine_url()
+    silent.engine.dispose()
+    silent.engine = create_engine(url, **backend.engine_kwargs(url))
     monkeypatch.undo()
     other = _rdb(StorageConfig(url=pg_url))
     held, got, done = threading.Event(), threading.Event(), threading.Event()
