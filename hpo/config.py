@@ -180,7 +180,8 @@ def refuse_unknown_keys(cfg: DictConfig) -> None:
     naming the key it was likely meant to be: Hydra's ``+`` adds it, and nothing reads it."""
     schema = OmegaConf.get_type(cfg)
     known = schema if isinstance(schema, type) and issubclass(schema, Config) else Config
-    for key in _unknown(cfg, known, ""):
+    key = next(_unknown(cfg, known, ""), None)
+    if key is not None:
         raise UserError(f"unknown key '{key}': {suggestion(key)}")
 
 

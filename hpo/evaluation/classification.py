@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from hpo.evaluation.report import DIAGONAL, Report, layout, scored, table
+from hpo.evaluation.report import DIAGONAL, Report, layout, mark, scored, table
 from hpo.evaluation.threshold import Threshold, binary, confusion, cost_figure
 from hpo.metrics import metrics_for
 
@@ -142,13 +142,7 @@ def _roc_figure(
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=DIAGONAL, name="chance")
     if scores.ndim == 1:
         tn, fp, fn, tp = confusion(y, labels).ravel()
-        fig.add_scatter(
-            x=[fp / (fp + tn)],
-            y=[tp / (tp + fn)],
-            mode="markers",
-            name=f"at {at}",
-            marker={"size": 12, "symbol": "x", "color": "black"},
-        )
+        mark(fig, fp / (fp + tn), tp / (tp + fn), f"at {at}")
         what = f"ROC curve of {_class(names, 1)}"
     else:
         what = "ROC curves, each class vs the rest"
@@ -189,13 +183,7 @@ def _pr_figure(
             name=f"chance: share of class 1, {base:.3f}",
         )
         _, fp, fn, tp = confusion(y, labels).ravel()
-        fig.add_scatter(
-            x=[tp / (tp + fn)],
-            y=[tp / (tp + fp) if tp + fp else 1.0],
-            mode="markers",
-            name=f"at {at}",
-            marker={"size": 12, "symbol": "x", "color": "black"},
-        )
+        mark(fig, tp / (tp + fn), tp / (tp + fp) if tp + fp else 1.0, f"at {at}")
         what = f"Precision-recall curve of {_class(names, 1)}"
     else:
         what = "Precision-recall curves, each class vs the rest"

@@ -75,6 +75,17 @@ def scored(
     return out
 
 
+def mark(fig: go.Figure, x: float, y: float, name: str) -> None:
+    """The operating point on a curve (the chosen threshold): one black cross."""
+    fig.add_scatter(
+        x=[x],
+        y=[y],
+        mode="markers",
+        name=name,
+        marker={"size": 12, "symbol": "x", "color": "black"},
+    )
+
+
 def layout(fig: go.Figure, what: str, where: str, x: str, y: str, **more: Any) -> go.Figure:
     fig.update_layout(
         title={"text": f"{what}<br><sup>{where}</sup>"},

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from sklearn import metrics as skm
 
 from hpo.errors import UserError
-from hpo.evaluation.report import DIAGONAL, layout
+from hpo.evaluation.report import DIAGONAL, layout, mark
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,7 @@ def cost_figure(t: Threshold, where: str) -> go.Figure:
     fig = go.Figure()
     # The cost at a threshold holds down to the next lower score: a step, vertical first.
     fig.add_scatter(x=t.thresholds, y=t.costs, mode="lines", line_shape="vh", name="expected cost")
-    fig.add_scatter(
-        x=[t.value],
-        y=[t.cost],
-        mode="markers",
-        name=f"chosen {t.value:.3g}: {t.cost:.4g}",
-        marker={"size": 12, "symbol": "x", "color": "black"},
-    )
+    mark(fig, t.value, t.cost, f"chosen {t.value:.3g}: {t.cost:.4g}")
     fig.add_scatter(
         x=[0.5],
         y=[t.cost_at_half],

@@ -24,6 +24,29 @@ ALWAYS_PRUNE = [
 ]
 
 
+def write_prior_study(
+    folder: Path, name: str, sleep: float, n_trials: int | None, **more: object
+) -> Path:
+    """``folder``/studies/NAME.yaml: a PriorObjective study taking ``sleep`` seconds a fold, for
+    command-line tests (``python -m hpo study=NAME`` run in ``folder``). ``more``: other
+    top-level study keys (metric=log_loss, timeout=8)."""
+    keys = {"metric": "roc_auc", "n_trials": "null" if n_trials is None else n_trials, **more}
+    lines = [
+        f"name: {name}",
+        f"objective: {{_target_: tests.hpo.helpers.PriorObjective, sleep: {sleep}}}",
+        "data: breast_cancer",
+        "cv: {scheme: kfold, n_splits: 2}",
+        *(f"{key}: {value}" for key, value in keys.items()),
+        "space:",
+        "  x: {type: float, low: 0.0, high: 1.0}",
+    ]
+    studies = folder / "studies"
+    studies.mkdir(parents=True, exist_ok=True)
+    path = studies / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def hpo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m hpo *args`` in ``cwd``, its output captured."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

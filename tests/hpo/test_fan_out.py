@@ -13,22 +13,13 @@ from mlflow.tracking import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-STUDY = """
-name: tiny_fan
-objective: {_target_: tests.hpo.helpers.PriorObjective, sleep: 2.0}
-data: breast_cancer
-cv: {scheme: kfold, n_splits: 2}
-metric: roc_auc
-n_trials: 6
-space:
-  x: {type: float, low: 0.0, high: 1.0}
-"""
+from tests.hpo.helpers import write_prior_study
+
 REPO = Path(__file__).parents[2]
 
 
 def hpo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "studies").mkdir(exist_ok=True)
-    (tmp_path / "studies" / "tiny_fan.yaml").write_text(STUDY)
+    write_prior_study(tmp_path, "tiny_fan", sleep=2.0, n_trials=6)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "hpo", "study=tiny_fan", "pruner=none", *args],

@@ -23,19 +23,10 @@ from mlflow.tracking import MlflowClient
 from hpo.config import StorageConfig
 from hpo.secrets import hide_secrets, mask
 from hpo.storages import display_url
+from tests.hpo.helpers import write_prior_study
 from tests.hpo.pg import admin, new_database, sqlalchemy_url
 
 REPO = Path(__file__).parents[2]
-STUDY = """
-name: tiny_secret
-objective: {_target_: tests.hpo.helpers.PriorObjective, sleep: 0.25}
-data: breast_cancer
-cv: {scheme: kfold, n_splits: 2}
-metric: roc_auc
-n_trials: 4
-space:
-  x: {type: float, low: 0.0, high: 1.0}
-"""
 
 
 @pytest.mark.parametrize(
@@ -95,8 +86,7 @@ def canary() -> Iterator[tuple[str, str]]:
 
 def hpo(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[str, str, list[str]]:
     """Run ``python -m hpo`` to the end: (stdout, stderr, every process command line seen)."""
-    (tmp_path / "studies").mkdir(exist_ok=True)
-    (tmp_path / "studies" / "tiny_secret.yaml").write_text(STUDY)
+    write_prior_study(tmp_path, "tiny_secret", sleep=0.25, n_trials=4)
     command = [
         *(sys.executable, "-m", "hpo", *args, "study=tiny_secret", "storage=postgres"),
         *("pruner=none", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "progress=false"),

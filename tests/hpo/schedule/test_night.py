@@ -26,6 +26,7 @@ from hpo.names import PARENT_ATTR
 from hpo.schedule import run_scheduled
 from hpo.schedule.night import night_seed
 from hpo.storages import open_storage
+from tests.hpo.helpers import write_prior_study
 from tests.hpo.schedule.helpers import NIGHTS, REPO, REPORT, Nights, compose_cfg, write_data
 
 pytestmark = pytest.mark.slow
@@ -129,18 +130,6 @@ def test_nights_on_postgres_storage_warm_start_and_promote(
 
 # --- the command line, two processes -----------------------------------------------------------
 
-STUDY = """
-name: tiny_night
-objective: {_target_: tests.hpo.helpers.PriorObjective, sleep: 0.4}
-data: breast_cancer
-cv: {scheme: kfold, n_splits: 2}
-metric: log_loss
-n_trials: null
-timeout: 8
-space:
-  x: {type: float, low: 0.0, high: 1.0}
-"""
-
 
 def hpo(tmp_path: Path, night: str, tracking: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
@@ -165,8 +154,9 @@ def hpo(tmp_path: Path, night: str, tracking: str) -> subprocess.Popen[str]:
 
 @pytest.fixture
 def studies(tmp_path: Path) -> Iterator[Path]:
-    (tmp_path / "studies").mkdir()
-    (tmp_path / "studies" / "tiny_night.yaml").write_text(STUDY)
+    write_prior_study(
+        tmp_path, "tiny_night", sleep=0.4, n_trials=None, metric="log_loss", timeout=8
+    )
     yield tmp_path
 
 

@@ -22,19 +22,10 @@ from optuna.trial import TrialState
 from hpo.config import TrackingConfig
 from hpo.errors import UserError
 from hpo.tracking.tracker import Tracker
+from tests.hpo.helpers import write_prior_study
 from tests.hpo.pg import new_database, sqlalchemy_url
 
 REPO = Path(__file__).parents[3]
-STUDY = """
-name: tiny_srv
-objective: {_target_: tests.hpo.helpers.PriorObjective, sleep: 0.3}
-data: breast_cancer
-cv: {scheme: kfold, n_splits: 2}
-metric: roc_auc
-n_trials: 8
-space:
-  x: {type: float, low: 0.0, high: 1.0}
-"""
 
 
 def free_port() -> int:
@@ -104,8 +95,7 @@ def test_two_workers_log_one_study_through_the_server_and_agree(
     tmp_path: Path, server: tuple[str, Path]
 ) -> None:
     uri, artifacts = server
-    (tmp_path / "studies").mkdir()
-    (tmp_path / "studies" / "tiny_srv.yaml").write_text(STUDY)
+    write_prior_study(tmp_path, "tiny_srv", sleep=0.3, n_trials=8)
     with new_database() as storage_url:
         env = {
             **os.environ,
