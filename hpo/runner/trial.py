@@ -89,7 +89,12 @@ def evaluate(
             interrupted = err
     if reports is not None:
         reports.flush()  # a pruned trial's value is its last stored step
-    _store(plan, study, trial, record, result, values, tracker, run_id)
+    told = _store(plan, study, trial, record, result, values, tracker, run_id)
+    if not told and not retrying(
+        lambda: _told_by_us(study, trial, record, values), plan.outage_limit, "storing a trial"
+    ):
+        _disowned(study, trial, record)  # another worker failed it as stale: theirs now
+        run_id = None
     if interrupted is not None:  # Ctrl-C or SIGTERM: the run is KILLED, then we stop
         if tracker and run_id:
             tracker.kill_trial(run_id, record.tags[FAIL_REASON_TAG])
@@ -97,6 +102,40 @@ def evaluate(
     if tracker and run_id:
         tracker.end_trial(run_id, record)
     return record
+
+
+def _told_by_us(
+    study: optuna.Study, trial: optuna.Trial, record: TrialRecord, values: list[float]
+) -> bool:
+    """Whether the trial's stored end is this worker's own (a tell whose reply was lost to
+    a dropped connection, then retried), not another worker's reaping of it."""
+    stored = study._storage.get_trial(trial._trial_id)
+    if stored.state.name != record.state:
+        return False
+    if record.state == "COMPLETE":
+        return list(stored.values or []) == values
+    if record.state == "FAIL":
+        return stored.user_attrs.get(FAIL_REASON_ATTR) == record.tags.get(FAIL_REASON_TAG)
+    return True  # PRUNED: reaping only ever fails a trial
+
+
+def _disowned(study: optuna.Study, trial: optuna.Trial, record: TrialRecord) -> None:
+    """Say that this worker's result for ``trial`` is dropped, and take Optuna's state.
+
+    A worker stalled past the heartbeat grace (SIGSTOP, a swapping machine)
+    finds on waking that another worker failed its trial, retried its
+    parameters and closed its MLflow run as KILLED. Writing the run now would
+    make MLflow disagree with Optuna, so the stored state wins.
+    """
+    stored = study._storage.get_trial(trial._trial_id)
+    reason = str(stored.user_attrs.get(FAIL_REASON_ATTR) or stored.state.name)
+    log.warning(
+        "trial %d had been ended by another worker meanwhile (%s): this worker's result is dropped",
+        trial.number,
+        reason,
+    )
+    record.state = stored.state.name
+    record.tags[FAIL_REASON_TAG] = reason
 
 
 def fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
@@ -126,10 +165,13 @@ def _store(
     values: list[float],
     tracker: Tracker | None,
     run_id: str | None,
-) -> None:
-    """Tell the trial, waiting out an outage; past the limit its run is KILLED, then we stop."""
+) -> bool:
+    """Tell the trial, waiting out an outage; past the limit its run is KILLED, then we stop.
+
+    False when the trial had ended already (failed by another worker): not ours to log.
+    """
     try:
-        retrying(
+        return retrying(
             lambda: tell(study, trial, record, result, values),
             plan.outage_limit,
             "storing a trial",
@@ -146,8 +188,10 @@ def tell(
     record: TrialRecord,
     result: CVResult | None,
     values: list[float],
-) -> None:
-    """Store the trial's CV facts in one user attr, then its final state (once: safe to retry)."""
+) -> bool:
+    """Store the trial's CV facts in one user attr, then its final state (once: safe to retry).
+
+    False when the trial had ended already (see ``tell_once``)."""
     attrs: dict[str, Any] = {}
     if result is not None:
         attrs[CV_ATTR] = {
@@ -157,12 +201,11 @@ def tell(
         }
     if record.state == "FAIL":
         attrs[FAIL_REASON_ATTR] = record.tags[FAIL_REASON_TAG]
-        tell_once(study, trial, TrialState.FAIL, attrs=attrs)
-    elif record.state == "PRUNED":
-        tell_once(study, trial, TrialState.PRUNED, attrs=attrs)
-    else:
-        assert result is not None
-        tell_once(study, trial, None, values, attrs)
+        return tell_once(study, trial, TrialState.FAIL, attrs=attrs)
+    if record.state == "PRUNED":
+        return tell_once(study, trial, TrialState.PRUNED, attrs=attrs)
+    assert result is not None
+    return tell_once(study, trial, None, values, attrs)
 
 
 def tell_once(

@@ -9,6 +9,8 @@ from optuna.trial import TrialState
 
 from hpo.cv import CVResult
 from hpo.runner import run
+from hpo.runner import trial as trial_module
+from hpo.runner.liveness import Dead, reap
 from hpo.runner.trial import tell
 from hpo.tracking.records import TrialRecord
 from tests.hpo.helpers import ALWAYS_PRUNE
@@ -91,3 +93,38 @@ def test_a_pruned_trials_run_logs_its_partial_mean_under_a_name_that_says_so(mak
         assert metrics["n_folds_run"] == 1
         folds = client.get_metric_history(child.info.run_id, "roc_auc_partial_fold")
         assert [m.value for m in folds] == pytest.approx([0.5])
+
+
+def test_a_worker_that_wakes_after_its_trial_was_reaped_writes_neither_store(
+    make_cfg, monkeypatch
+) -> None:
+    """Stalled past the grace (SIGSTOP), its trial failed and its run KILLED by another
+    worker: on waking, its result is dropped, so both stores keep saying FAIL/KILLED."""
+    cfg = make_cfg(*PRIOR, "study.n_trials=1")
+    real = trial_module.cross_validate
+    stalled: list[int] = []
+
+    def reaped_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real(*args, **kwargs)
+        if not stalled:  # the first trial only: another worker reaps it before it ends
+            study = load(cfg)
+            (running,) = study.get_trials(states=(TrialState.RUNNING,))
+            stalled.append(running.number)
+            reap(study, [Dead(running, "its worker stopped (no heartbeat for over 20 s)")], None)
+            client = MlflowClient(cfg.tracking.uri)
+            client.set_tag(running.user_attrs["mlflow_run_id"], "hpo.state", "KILLED")
+            client.set_terminated(running.user_attrs["mlflow_run_id"], status="KILLED")
+        return result
+
+    monkeypatch.setattr(trial_module, "cross_validate", reaped_meanwhile)
+    run(cfg)
+
+    first, retried = load(cfg).trials
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs["fail_reason"].startswith("its worker stopped")
+    assert "cv" not in first.user_attrs
+    assert retried.state == TrialState.COMPLETE and retried.params == first.params
+    _, (killed, finished) = runs(cfg)
+    assert (killed.info.status, killed.data.tags["hpo.state"]) == ("KILLED", "KILLED")
+    assert "roc_auc" not in killed.data.metrics
+    assert (finished.info.status, finished.data.tags["hpo.state"]) == ("FINISHED", "COMPLETE")
