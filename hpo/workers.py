@@ -57,7 +57,7 @@ def fan_out(cfg: Config) -> report.Summary:
         Tracker(cfg.tracking, plan.spec.name, plan.sampler_kind) if cfg.tracking.enabled else None
     )
     study = retrying(
-        lambda: open_study(cfg, plan, storage, tracker), plan.outage_limit, "opening the study"
+        lambda: open_study(plan, storage, tracker), plan.outage_limit, "opening the study"
     )
     children = [_start(i) for i in range(workers)]
     log.info(

@@ -25,7 +25,7 @@ from hpo.runner.opening import open_study
 from hpo.runner.plan import Plan, make_plan
 from hpo.runner.progress import progress_bar, show
 from hpo.runner.trial import evaluate, fail_if_running
-from hpo.storages import open_storage, retrying
+from hpo.storages import open_storage, retrying, worker_lock
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
@@ -43,11 +43,16 @@ def run(cfg: Config, plan: Plan | None = None) -> report.Summary | None:
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     plan = plan or make_plan(cfg)
+    with worker_lock(cfg.storage, plan.spec.name):  # SQLite: this process alone, till the end
+        return _run(cfg, plan)
+
+
+def _run(cfg: Config, plan: Plan) -> report.Summary | None:
     storage = open_storage(cfg.storage)
     tracker = _tracker(cfg, plan)
     try:
         study = retrying(
-            lambda: open_study(cfg, plan, storage, tracker), plan.outage_limit, "opening the study"
+            lambda: open_study(plan, storage, tracker), plan.outage_limit, "opening the study"
         )
         failures = _trials(cfg, plan, study, storage, tracker)
         summary = (

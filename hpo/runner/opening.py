@@ -8,13 +8,10 @@ study created for another direction, metric or space refused with the fix.
 from __future__ import annotations
 
 import json
-import socket
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.trial import TrialState
 
-from hpo.config import Config
 from hpo.errors import UserError
 from hpo.names import (
     DATA_ATTR,
@@ -23,18 +20,17 @@ from hpo.names import (
     METRIC_TAG,
     OBJECTIVES_TAG,
     PARENT_ATTR,
-    WORKER_ATTR,
 )
-from hpo.runner.liveness import alive, recover
+from hpo.runner.liveness import recover
 from hpo.runner.plan import Plan
-from hpo.storages import serves_one_worker, study_lock
+from hpo.storages import study_lock
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
 
 
 def open_study(
-    cfg: Config, plan: Plan, storage: optuna.storages.BaseStorage, tracker: Tracker | None
+    plan: Plan, storage: optuna.storages.BaseStorage, tracker: Tracker | None
 ) -> optuna.Study:
     """Create or resume the study (and its MLflow parent run) under the study lock."""
     name = plan.spec.name
@@ -49,7 +45,6 @@ def open_study(
         )
         check_compatible(study, plan)
         recover(study, tracker)
-        refuse_second_sqlite_worker(study, cfg.storage.url)
         if tracker is not None:
             _open_parent(study, plan, tracker)
     return study
@@ -98,22 +93,6 @@ def check_compatible(study: optuna.Study, plan: Plan) -> None:
             raise UserError(
                 f"study '{name}' exists with other {what} ({old.get('what')}; now {now['what']}): "
                 "its trials were scored on those; resume it unchanged or set study.name=NEW_NAME"
-            )
-
-
-def refuse_second_sqlite_worker(study: optuna.Study, url: str) -> None:
-    """A store that serves one worker process (SQLite): another live one on this study is
-    refused, by pid."""
-    if not serves_one_worker(url.strip()):
-        return
-    host = socket.gethostname()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(WORKER_ATTR, "")
-        if worker.startswith(host + ":") and alive(int(worker.rsplit(":", 1)[1])):
-            raise UserError(
-                f"process {worker.rsplit(':', 1)[1]} is already running study "
-                f"'{study.study_name}' on SQLite, which serves one worker: wait for it, or "
-                "use storage=postgres (many machines) or storage=local (one machine)"
             )
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "storage_file",
     "storage_url",
     "study_lock",
+    "worker_lock",
 ]
 
 
@@ -94,6 +95,11 @@ def init_lock(url: str, name: str) -> AbstractContextManager[None]:
     TABLE and fail. Any URL: one no backend knows (an MLflow server) needs no lock."""
     backend = find_backend(url)
     return backend.init_lock(name) if backend else contextlib.nullcontext()
+
+
+def worker_lock(cfg: StorageConfig, study: str) -> AbstractContextManager[None]:
+    """Held for this process's whole run on ``study`` (see ``Backend.worker_lock``)."""
+    return backend_for_config(cfg).worker_lock(study)
 
 
 def serves_one_worker(url: str) -> bool:

@@ -64,6 +64,11 @@ class Backend:
         """Serializes one-time schema creation (``name``: whose tables) on this URL."""
         return contextlib.nullcontext()
 
+    def worker_lock(self, study: str) -> AbstractContextManager[None]:
+        """Held for a worker process's whole run on ``study``: where a backend serves one
+        worker process, a second one is refused at once (UserError)."""
+        return contextlib.nullcontext()
+
     def night_lock(self, study: str, night: str) -> AbstractContextManager[None]:
         """The lock held for a whole nightly run, never waited for (AlreadyRunning)."""
         return _refused(self.url)
