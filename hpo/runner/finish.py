@@ -1,8 +1,10 @@
 """The end of a study: its summary, and on the parent run the plots, config and best model.
 
-Run once per study (the parent process of ``workers=N``, never a worker),
-and safe to run again: the best model is refit and logged only when the
-best trial changed since the last time.
+Run once per process that ran the study (the parent of ``workers=N``,
+never its workers; each of several machines' workers), and safe to run
+again or at the same moment: the best model is refit and logged only when
+no model of the best trial is on the parent run yet, and of several logged
+at once the oldest is kept, so a study has one current best model.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ def finish(cfg: Config, plan: Plan, study: optuna.Study, tracker: Tracker | None
         and tracker is not None
         and tracker.parent_tag(MODEL_TRIAL_TAG) != str(best.number)
     )
-    model = _refit(plan, best) if best is not None and (new_model or plan.test) else None
+    logged = _logged_model(tracker, best.number) if new_model and best and tracker else None
+    refit = best is not None and ((new_model and logged is None) or plan.test is not None)
+    model = _refit(plan, best) if best is not None and refit else None
     if best is not None and not plan.further_objectives:
         summary.ties, summary.compared = _rivals_tied(plan, study, best)
     if plan.test is not None and model is not None:
@@ -62,7 +66,7 @@ def finish(cfg: Config, plan: Plan, study: optuna.Study, tracker: Tracker | None
     tracker.flush()
     tracker.log_study(metrics, tags, texts)
     if new_model and best is not None:
-        _log_model(plan, best, model, tracker)
+        _log_model(plan, best, model, tracker, logged)
     tracker.close_study()
     summary.where["mlflow"] = f"{tracker.ui_command()}  (experiment '{plan.spec.name}')"
     return summary
@@ -127,17 +131,35 @@ def _refit(plan: Plan, best: optuna.trial.FrozenTrial) -> Any:
     )
 
 
-def _log_model(plan: Plan, best: optuna.trial.FrozenTrial, model: Any, tracker: Tracker) -> None:
-    """Log the refit ``model`` of ``best`` on the parent run, remembered by its tags."""
-    from hpo.tracking.models import log_model
+def _logged_model(tracker: Tracker, trial_number: int) -> str | None:
+    """The URI of a best model of ``trial_number`` already on the parent run (logged by a
+    run cut off before it tagged the parent, or by another process finishing the study)."""
+    from hpo.tracking.models import best_models
 
-    sample = plan.data.X[:5]
-    uri = log_model(
-        tracker,
-        plan.objective,
-        model,
-        sample,
-        np.asarray(plan.objective.predict(model, sample)),
-        best.number,
-    )
+    found = best_models(tracker, trial_number)
+    return str(found[0].model_uri) if found else None
+
+
+def _log_model(
+    plan: Plan,
+    best: optuna.trial.FrozenTrial,
+    model: Any,
+    tracker: Tracker,
+    logged: str | None,
+) -> None:
+    """Log the refit ``model`` of ``best`` on the parent run (unless ``logged`` already),
+    keep one model of the trial, and remember it by the parent run's tags."""
+    from hpo.tracking.models import keep_one, log_model
+
+    if logged is None:
+        sample = plan.data.X[:5]
+        logged = log_model(
+            tracker,
+            plan.objective,
+            model,
+            sample,
+            np.asarray(plan.objective.predict(model, sample)),
+            best.number,
+        )
+    uri = keep_one(tracker, best.number) or logged
     tracker.log_study({}, {MODEL_TRIAL_TAG: str(best.number), MODEL_URI_TAG: uri}, [])

@@ -7,12 +7,15 @@ family, and a new objective needs no change here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+from mlflow.entities import LoggedModel, LoggedModelStatus
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 
 from hpo.names import TRIAL_TAG
@@ -80,3 +83,35 @@ def log_model(
         )
     tracker.client.update_run(tracker.parent_id, status="RUNNING")
     return str(info.model_uri)
+
+
+def best_models(tracker: Tracker, trial_number: int) -> list[LoggedModel]:
+    """The parent run's ready ``best_model``s of trial ``trial_number``, oldest first.
+
+    More than one means several processes finished the study at the same
+    moment (workers on many machines), or a run was cut off between logging
+    the model and tagging the parent run with it.
+    """
+    assert tracker.parent_id is not None
+    found = tracker.client.search_logged_models(
+        [tracker.experiment_id],
+        filter_string=(
+            f"source_run_id = '{tracker.parent_id}' AND name = 'best_model' "
+            f"AND tags.`{TRIAL_TAG}` = '{trial_number}'"
+        ),
+    )
+    ready = [m for m in found if m.status == LoggedModelStatus.READY]
+    return sorted(ready, key=lambda m: (m.creation_timestamp, m.model_id))
+
+
+def keep_one(tracker: Tracker, trial_number: int) -> str | None:
+    """Delete all but the oldest ``best_model`` of the trial; the one kept's URI.
+
+    Every process that finishes the study at once keeps the same one, so the
+    study ends with one current best model whichever of them gets here last.
+    """
+    models = best_models(tracker, trial_number)
+    for extra in models[1:]:
+        with contextlib.suppress(MlflowException):  # deleted already by another process
+            tracker.client.delete_logged_model(extra.model_id)
+    return str(models[0].model_uri) if models else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import mlflow
 import numpy as np
 import pytest
@@ -62,3 +64,37 @@ def test_one_validation_score_is_not_tested(make_cfg) -> None:
     summary = run(make_cfg(*PRIOR, "study.n_trials=2", "cv=holdout"))
     assert summary is not None and summary.compared == 0
     assert "t-test" not in summary.text()
+
+
+def test_a_study_finished_again_or_at_once_elsewhere_keeps_one_best_model(make_cfg) -> None:
+    """A run cut off between logging the model and tagging the parent, or two processes
+    logging it at the same moment: the study still ends with one model (issue 11, defect 6)."""
+    from hpo.tracking.models import log_model
+    from tests.hpo.helpers import PriorObjective
+
+    cfg = make_cfg(*PRIOR, "study.n_trials=2")
+    run(cfg)
+    parent, _ = runs(cfg)
+    client = MlflowClient(cfg.tracking.uri)
+    first = parent.data.tags["hpo.model_uri"]
+    best = parent.data.tags["hpo.model_trial"]
+
+    again = SimpleNamespace(  # the tracker of a second process finishing the same study
+        uri=cfg.tracking.uri,
+        client=client,
+        parent_id=parent.info.run_id,
+        experiment_id=parent.info.experiment_id,
+    )
+    from sklearn.dummy import DummyClassifier
+
+    X, y = np.zeros((4, 30)), np.array([0, 1, 0, 1])
+    model = DummyClassifier().fit(X, y)
+    log_model(again, PriorObjective(), model, X, model.predict_proba(X)[:, 1], int(best))  # type: ignore[arg-type]
+    client.delete_tag(parent.info.run_id, "hpo.model_trial")  # cut off before the tag
+    run(cfg)  # resumed: the budget is used, so it only finishes again
+
+    parent, _ = runs(cfg)
+    models = client.search_logged_models([parent.info.experiment_id])
+    assert [m.model_uri for m in models] == [first], "one model: the oldest is kept"
+    assert parent.data.tags["hpo.model_uri"] == first
+    assert parent.data.tags["hpo.model_trial"] == best
