@@ -1,9 +1,10 @@
 """``python -m hpo study=NAME [overrides]``: the command line.
 
 Hydra composes the config; this module turns every user mistake into one
-line and exit status 2, a database outage longer than storage.outage_limit
-into one line and status 1, an interruption into 130/143, and anything else
-into a traceback with status 1.
+line and exit status 2; a database outage longer than storage.outage_limit,
+a full disk or a study whose trials keep failing into one line and status 1
+(after the summary of what finished); an interruption into 130/143; and
+anything else into a traceback with status 1.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from hpo.cli import composition_error, fail, missing_option
+from hpo.cli import composition_error, fail, first_line, missing_option
 from hpo.config import CONF_DIR, register_configs, typed
-from hpo.errors import UserError
+from hpo.errors import StudyStopped, UserError, disk_full
 from hpo.secrets import hide_secrets
 from hpo.storages import DatabaseOutage
 
@@ -89,6 +90,10 @@ def main() -> None:
             raise _failures[0]
     except UserError as err:
         fail(str(err))
+    except StudyStopped as err:
+        if err.summary is not None:
+            print(err.summary.text(), flush=True)
+        fail(str(err), status=1)
     except DatabaseOutage as err:
         fail(str(err), status=1)
     except MissingConfigException as err:
@@ -100,6 +105,10 @@ def main() -> None:
             "interrupted: finished trials are kept; run the same command to resume", file=sys.stderr
         )
         sys.exit(130)
+    except Exception as err:
+        if not disk_full(err):
+            raise
+        fail(f"the disk is full ({first_line(err)}): free some space, then run again", status=1)
 
 
 if __name__ == "__main__":

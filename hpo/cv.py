@@ -40,7 +40,24 @@ GROUP_SCHEMES = ("group_kfold", "group_holdout")  # rows of a group never stradd
 
 
 def make_splitter(cv: CVConfig, task: str) -> Any:
-    """The scikit-learn splitter for a CV config (seeded where the splitter shuffles)."""
+    """The scikit-learn splitter for a CV config (seeded where the splitter shuffles).
+
+    A setting scikit-learn refuses (``cv.n_splits=1``) is one line naming the key."""
+    try:
+        return _splitter(cv, task)
+    except ValueError as err:
+        raise UserError(
+            f"cv={cv.scheme} cannot be set up: {first_sentence(err)}: fix cv.n_splits "
+            "(2 or more) or cv.test_size (between 0 and 1), or choose cv=holdout"
+        ) from None
+
+
+def first_sentence(err: BaseException) -> str:
+    """The start of scikit-learn's message, without its own advice after the comma."""
+    return str(err).splitlines()[0].split(" by setting ")[0].rstrip(".,")
+
+
+def _splitter(cv: CVConfig, task: str) -> Any:
     seed = cv.seed if cv.shuffle else None
     if cv.scheme == "kfold":
         return ms.KFold(cv.n_splits, shuffle=cv.shuffle, random_state=seed)

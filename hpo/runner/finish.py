@@ -37,8 +37,15 @@ if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
 
 
-def finish(cfg: Config, plan: Plan, study: optuna.Study, tracker: Tracker | None) -> report.Summary:
-    """Summary, plots, config and the refit best model on the parent run."""
+def finish(
+    cfg: Config,
+    plan: Plan,
+    study: optuna.Study,
+    tracker: Tracker | None,
+    status: str = "FINISHED",
+) -> report.Summary:
+    """Summary, plots, config and the refit best model on the parent run, which ends
+    ``status`` (FAILED: the study stopped as its trials kept failing)."""
     summary = report.summarize(study, plan.spec.metric, [o.name for o in plan.further_objectives])
     summary.where["optuna storage"] = display_url(cfg.storage)
     best = (
@@ -67,7 +74,7 @@ def finish(cfg: Config, plan: Plan, study: optuna.Study, tracker: Tracker | None
     tracker.log_study(metrics, tags, texts)
     if new_model and best is not None:
         _log_model(plan, best, model, tracker, logged)
-    tracker.close_study()
+    tracker.close_study(status)
     summary.where["mlflow"] = f"{tracker.ui_command()}  (experiment '{plan.spec.name}')"
     return summary
 

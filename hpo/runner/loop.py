@@ -18,6 +18,8 @@ import optuna
 
 from hpo import report
 from hpo.config import Config
+from hpo.errors import StudyStopped, disk_full
+from hpo.names import FAIL_REASON_ATTR
 from hpo.runner.budget import claim
 from hpo.runner.finish import finish
 from hpo.runner.liveness import heartbeat, watchdog
@@ -25,6 +27,7 @@ from hpo.runner.opening import open_study
 from hpo.runner.plan import Plan, make_plan
 from hpo.runner.progress import progress_bar, show
 from hpo.runner.trial import evaluate, fail_if_running
+from hpo.secrets import mask
 from hpo.storages import open_storage, retrying, worker_lock
 
 if TYPE_CHECKING:
@@ -50,28 +53,69 @@ def run(cfg: Config, plan: Plan | None = None) -> report.Summary | None:
 def _run(cfg: Config, plan: Plan) -> report.Summary | None:
     storage = open_storage(cfg.storage)
     tracker = _tracker(cfg, plan)
+    study: optuna.Study | None = None
     try:
         study = retrying(
             lambda: open_study(plan, storage, tracker), plan.outage_limit, "opening the study"
         )
         failures = _trials(cfg, plan, study, storage, tracker)
+        status = "FAILED" if failures >= plan.spec.max_failures else "FINISHED"
         summary = (
-            retrying(lambda: finish(cfg, plan, study, tracker), plan.outage_limit, "finishing")
+            retrying(
+                lambda: finish(cfg, plan, study, tracker, status), plan.outage_limit, "finishing"
+            )
             if not cfg.trials_only
             else None
         )
     except BaseException as err:
         if tracker:
-            tracker.flush(prompt=not isinstance(err, Exception))  # SIGTERM, Ctrl-C: promptly
-            if not cfg.trials_only:
-                tracker.close_study("KILLED")
+            with contextlib.suppress(Exception):  # the store may be what failed
+                tracker.flush(prompt=not isinstance(err, Exception))  # SIGTERM, Ctrl-C: promptly
+                if not cfg.trials_only:
+                    tracker.close_study("FAILED" if disk_full(err) else "KILLED")
+        if isinstance(err, Exception) and disk_full(err):
+            raise StudyStopped(_disk_full(err), _summary(plan, study, cfg)) from None
         raise
     finally:
         if tracker:
-            tracker.flush()  # never leave the writer process (or its queued writes) behind
+            with contextlib.suppress(Exception):
+                tracker.flush()  # never leave the writer process (or its queued writes) behind
     if failures >= plan.spec.max_failures:
-        raise RuntimeError(f"{failures} trials in a row failed")
+        raise StudyStopped(_failed_in_a_row(study, failures), summary)
     return summary
+
+
+def _failed_in_a_row(study: optuna.Study, failures: int) -> str:
+    """The one line for a study stopped by its objective failing (``study.max_failures``)."""
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    last = str(failed[-1].user_attrs.get(FAIL_REASON_ATTR, "unknown")) if failed else "unknown"
+    last = last[:300].rstrip(".")
+    return (
+        f"{failures} trials in a row failed, the last with {last}: fix the objective, "
+        "its space or data (each trial's reason is its fail_reason in Optuna and its MLflow "
+        "tag hpo.fail_reason), then run the same command to resume"
+    )
+
+
+def _disk_full(err: BaseException) -> str:
+    """The one line for a full disk: where it was found, and that nothing finished is lost."""
+    found = mask(" ".join(str(err).split()))[:240]
+    return (
+        f"the disk is full ({found}): free some space (or move storage.url, tracking.uri or "
+        "the working directory to a larger disk), then run the same command to resume; "
+        "finished trials are kept"
+    )
+
+
+def _summary(plan: Plan, study: optuna.Study | None, cfg: Config) -> report.Summary | None:
+    """What had finished, read back from Optuna's storage (None if it cannot be read)."""
+    if study is None or cfg.trials_only:
+        return None
+    try:
+        names = [o.name for o in plan.further_objectives]
+        return report.summarize(study, plan.spec.metric, names)
+    except Exception:
+        return None
 
 
 def _trials(
@@ -103,12 +147,7 @@ def _trials(
             with contextlib.suppress(Exception):  # progress only: never fail a study on it
                 show(bar, study, record, plan)
             if failures >= plan.spec.max_failures:
-                log.error(
-                    "%d trials in a row failed: stopping; the last reason is in "
-                    "MLflow tag hpo.fail_reason",
-                    failures,
-                )
-                break
+                break  # run() says why, in one line
     return failures
 
 

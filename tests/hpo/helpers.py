@@ -47,9 +47,13 @@ def write_prior_study(
     return path
 
 
+REPO = Path(__file__).parents[2]
+
+
 def hpo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m hpo *args`` in ``cwd``, its output captured."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    """``python -m hpo *args`` in ``cwd``, its output captured; the tests' objectives
+    (``tests.hpo.helpers.PriorObjective``) import from any ``cwd``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "hpo", *args],
         cwd=cwd,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.hpo.helpers import hpo
+from tests.hpo.helpers import hpo, write_prior_study
 
 FAST = [
     "study.objective.max_rounds=15",
@@ -36,6 +38,7 @@ FAST = [
         (["study.n_trials=0"], "study.n_trials is 0"),
         (["storage.url=postgresql://u:canarypw@127.0.0.1:1/x"], "cannot open storage"),
         (["study.data=nowhere"], "unknown data set 'nowhere'"),
+        (["cv=kfold", "cv.n_splits=1"], "cv=kfold cannot be set up: k-fold cross-validation"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -113,6 +116,62 @@ def test_default_run_uses_local_stores_and_resumes(tmp_path: Path) -> None:
     again = hpo("study=xgb_f1", "study.n_trials=3", *FAST, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "study xgb_f1: 3 complete" in again.stdout
+
+
+def last_line(stderr: str) -> str:
+    """The last line a command printed on stderr (warnings before it are the log)."""
+    assert "Traceback" not in stderr, stderr
+    return stderr.strip().splitlines()[-1]
+
+
+def test_trials_failing_in_a_row_print_the_summary_then_one_line(tmp_path: Path) -> None:
+    write_prior_study(tmp_path, "tiny_failing", 0.0, 5, max_failures=2)
+    done = hpo("study=tiny_failing", "+study.objective.fail_above=-1.0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "study tiny_failing: 0 complete, 0 pruned, 2 fail" in done.stdout
+    line = last_line(done.stderr)
+    assert line.startswith("error: 2 trials in a row failed, the last with RuntimeError: x=")
+    assert "run the same command to resume" in line
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs with 24 KiB left (root only: CI runs as root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        free = shutil.disk_usage(disk).free
+        (disk / "filler").write_bytes(b"\0" * (free - 24 * 1024))
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_the_journal_ends_in_one_line_and_loses_no_trial(
+    tmp_path: Path, full_disk: Path
+) -> None:
+    """ENOSPC while appending to the journal: one line, the summary, status 1; once space
+    is freed, the same command resumes with every finished trial kept (issue 11, defect 8)."""
+    write_prior_study(tmp_path, "tiny_full", 0.0, 60)
+    args = ("study=tiny_full", f"storage.url=journal:{full_disk}/optuna.journal", "progress=false")
+    done = hpo(*args, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    line = last_line(done.stderr)
+    assert line.startswith("error: the disk is full (") and "run the same command" in line
+    assert "study tiny_full: " in done.stdout
+    finished = int(done.stdout.split("study tiny_full: ")[1].split(" complete")[0])
+    assert 0 < finished < 60
+
+    (full_disk / "filler").unlink()
+    again = hpo(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "study tiny_full: 60 complete" in again.stdout, again.stdout
 
 
 def test_cmaes_with_categorical_parameters_warns_once(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from hpo.errors import StudyStopped
 from hpo.names import PARENT_ATTR, RUN_ATTR
 from hpo.runner import run
 from tests.hpo.runner.helpers import FAST_XGB, PRIOR, STUDIES, load, runs
@@ -104,10 +105,13 @@ def test_failing_and_nan_trials_are_recorded_and_the_study_goes_on(make_cfg) -> 
         assert "too large" in trial.user_attrs["fail_reason"]
 
     nan = make_cfg(*PRIOR, "study.n_trials=1", "+study.objective.nan=true", "study.max_failures=2")
-    with pytest.raises(RuntimeError, match="2 trials in a row failed"):
+    with pytest.raises(StudyStopped, match="2 trials in a row failed, the last with Value") as err:
         run(nan)
     states = [t.state for t in load(nan).trials]
     assert states == [TrialState.FAIL] * 2
+    assert err.value.summary is not None and err.value.summary.counts["FAIL"] == 2
+    parent, _ = runs(nan)
+    assert parent.info.status == "FAILED", "a study stopped by failures is not FINISHED"
 
 
 def test_untracked_run_needs_no_mlflow(make_cfg) -> None:
