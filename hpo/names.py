@@ -66,6 +66,7 @@ FINGERPRINT_TAG = "hpo.data_fingerprint"
 DATA_CHANGED_TAG = "hpo.data_changed"  # why tonight's data differs from last night's
 WARM_START_TAG = "hpo.warm_start"
 CHAMPION_PREFIX = "hpo.champion."  # + decision, summary and each figure of the decision
+CHALLENGED_PREFIX = "hpo.challenged."  # + night: on the champion's run, each night's verdict
 PARAMS_TAG = "hpo.params"  # on a model version: the trial's parameters
 VALUE_TAG = "hpo.value"  # on a model version: the challenger's value
 DECISION_TAG = "hpo.decision"  # on a model version: promoted or kept

@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 
 from hpo.cv import cross_validate
 from hpo.names import (
+    CHALLENGED_PREFIX,
     CHAMPION_PREFIX,
     DECISION_TAG,
     MODEL_TRIAL_TAG,
@@ -203,7 +204,7 @@ def _record(client: MlflowClient, parent_id: str, decision: Decision, night: str
         client.set_tag(parent_id, key, value)
     if decision.champion_run:
         try:
-            client.set_tag(decision.champion_run, f"hpo.challenged.{night}", decision.line())
+            client.set_tag(decision.champion_run, CHALLENGED_PREFIX + night, decision.line())
         except MlflowException as err:  # its run was deleted; the registry still holds the model
             log.warning("could not tag the champion's run %s: %s", decision.champion_run, err)
 

@@ -18,6 +18,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.names import METRIC_ATTR
 from hpo.runner import Plan
 from hpo.schedule.names import nights
 from hpo.space import Space
@@ -105,7 +106,7 @@ def _previous(
         study = optuna.load_study(study_name=name, storage=storage)
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             continue
-        metric = study.user_attrs.get("metric")
+        metric = study.user_attrs.get(METRIC_ATTR)
         directions = [d.name.lower() for d in study.directions]
         if directions != plan.directions or metric != plan.spec.metric:
             log.warning(
