@@ -91,6 +91,10 @@ class TrackingConfig:
     artifact_location: str | None = None
     enabled: bool = True
     writer: str = "process"  # process: child runs written off the trial's path; inline
+    # The longest one MLflow call may block a trial (a server that does not answer): past
+    # it, the write waits in the spool and the trials go on.
+    timeout: float = 30.0
+    spool: str = "."  # writes MLflow could not take wait in SPOOL/hpo-spool/<study>/
 
 
 @dataclass

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import hydra
 import optuna
@@ -29,7 +30,9 @@ from hpo.config import CONF_DIR, Config, register_configs, typed
 from hpo.errors import UserError
 from hpo.secrets import hide_secrets, mask
 from hpo.storages import display_url, open_storage, storage_file
+from hpo.tracking.spool import Spool, quiet, spool_folder
 from hpo.tracking.tracker import check_server
+from hpo.tracking.writer import Writes
 
 
 @dataclass
@@ -74,6 +77,26 @@ def _must_exist(url: str, group: str, key: str) -> None:
         raise UserError(f"no store at {path}: check {group}= or {key}=")
 
 
+def _waiting_writes(cfg: Config, client: MlflowClient, deliver: bool) -> None:
+    """Say what waits in the study's spool (writes MLflow could not take when they were
+    made: the full record of those trials) and, on repair, deliver it first."""
+    spool = Spool(spool_folder(Path(cfg.tracking.spool), cfg.study.name))
+    waiting = len(spool)
+    if not waiting:
+        return
+    if not deliver:
+        print(f"{waiting} MLflow writes wait in {spool.folder}: repair=true delivers them")
+        return
+    writes = Writes(cfg.tracking.uri, spool, client)
+    with quiet():
+        writes.caught_up(now=True)
+    left = len(spool)
+    print(
+        f"delivered {waiting - left} waiting MLflow writes from {spool.folder}"
+        + (f"; {left} still wait (is tracking reachable?)" if left else "")
+    )
+
+
 def table(mismatches: Iterable[Mismatch]) -> str:
     rows = [("trial", "run", "problem", "optuna", "mlflow", "repair")]
     for m in mismatches:
@@ -90,6 +113,7 @@ def check(cfg: Config, repair: bool = False) -> int:
     """Print the mismatches (and repair them if asked); the exit status."""
     checker = open_check(cfg)
     study = checker.study
+    _waiting_writes(cfg, checker.client, repair)
     found = checker.mismatches()
     counts = {s.name.lower(): 0 for s in TrialState}
     for trial in study.get_trials(deepcopy=False):

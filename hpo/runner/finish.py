@@ -9,6 +9,7 @@ at once the oldest is kept, so a study has one current best model.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,8 +31,10 @@ from hpo.names import (
 from hpo.runner.plan import Plan
 from hpo.secrets import mask
 from hpo.storages import display_url
+from hpo.tracking.spool import quiet
 
 RIVALS = 5  # next best trials the winner is tested against
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
@@ -53,12 +56,14 @@ def finish(
         if summary.best_number is None
         else study.get_trials(deepcopy=False)[summary.best_number]
     )
-    new_model = (
-        best is not None
-        and tracker is not None
-        and tracker.parent_tag(MODEL_TRIAL_TAG) != str(best.number)
-    )
-    logged = _logged_model(tracker, best.number) if new_model and best and tracker else None
+    new_model, logged = False, None
+    if tracker is not None and best is not None:
+        try:
+            with quiet():
+                new_model, logged = _model_wanted(tracker, best.number)
+        except Exception as err:
+            _away(err, tracker)
+            tracker = None
     refit = best is not None and ((new_model and logged is None) or plan.test is not None)
     model = _refit(plan, best) if best is not None and refit else None
     if best is not None and not plan.further_objectives:
@@ -68,15 +73,63 @@ def finish(
         summary.test_value, summary.test_rows = plan.metric(plan.test.y, scores), len(plan.test.y)
     if tracker is None:
         return summary
+    try:
+        with quiet():
+            _on_parent_run(
+                cfg,
+                plan,
+                study,
+                summary,
+                tracker,
+                status,
+                best if new_model else None,
+                model,
+                logged,
+            )
+    except Exception as err:
+        _away(err, tracker)
+        return summary
+    summary.where["mlflow"] = f"{tracker.ui_command()}  (experiment '{plan.spec.name}')"
+    return summary
+
+
+def _model_wanted(tracker: Tracker, best: int) -> tuple[bool, str | None]:
+    """Whether the parent run needs the model of trial ``best`` (it has another, or none),
+    and the URI of one already logged for it but not yet tagged."""
+    if tracker.parent_tag(MODEL_TRIAL_TAG) == str(best):
+        return False, None
+    return True, _logged_model(tracker, best)
+
+
+def _away(err: Exception, tracker: Tracker) -> None:
+    """Tracking is unreachable at the end (else raise ``err``): the tracker's last line
+    says what is missing and what to do."""
+    from hpo.tracking.writer import unreachable
+
+    if not unreachable(err):
+        raise err
+    tracker.study_unfinished(err)
+
+
+def _on_parent_run(
+    cfg: Config,
+    plan: Plan,
+    study: optuna.Study,
+    summary: report.Summary,
+    tracker: Tracker,
+    status: str,
+    new_best: optuna.trial.FrozenTrial | None,
+    model: Any,
+    logged: str | None,
+) -> None:
+    """The parent run's config, plots, numbers and tags, its model (for ``new_best``), its end."""
     texts = [("config.yaml", mask(to_yaml(cfg))), *report.plots(study, summary)]
     metrics, tags = _best_facts(plan, summary)
     tracker.flush()
     tracker.log_study(metrics, tags, texts)
-    if new_model and best is not None:
-        _log_model(plan, best, model, tracker, logged)
+    if new_best is not None:
+        _log_model(plan, new_best, model, tracker, logged)
     tracker.close_study(status)
-    summary.where["mlflow"] = f"{tracker.ui_command()}  (experiment '{plan.spec.name}')"
-    return summary
 
 
 def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], dict[str, str]]:

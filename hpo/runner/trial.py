@@ -36,6 +36,7 @@ from hpo.runner.plan import Plan
 from hpo.secrets import mask
 from hpo.storages import DatabaseOutage, retrying
 from hpo.tracking.records import TrialRecord
+from hpo.tracking.spool import is_placeholder
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
@@ -146,6 +147,8 @@ def fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
 
 def _own(plan: Plan, trial: optuna.Trial, run_id: str | None) -> None:
     """Mark the trial as this worker's (host:pid) and its MLflow run's, waiting out an outage."""
+    if run_id is not None and is_placeholder(run_id):
+        run_id = None  # tracking is away: the run is created later, under an id not known yet
     owner = {WORKER_ATTR: f"{socket.gethostname()}:{os.getpid()}", RUN_ATTR: run_id}
 
     def claim_ownership() -> None:

@@ -6,7 +6,10 @@
 | ``tracker.py`` | ``Tracker`` (experiment, parent run, child runs), ``check_server``, |
 |                | ``is_server``, ``default_artifacts`` |
 | ``writer.py``  | the child-run writes off the trial's path: ``ProcessWriter``, ``InlineWriter`` |
-| ``models.py``  | ``log_model``: the refit best model, with the objective's pip requirements |
+| ``spool.py``   | ``Spool``: writes MLflow could not take, kept on disk until it is back |
+|                | (no MLflow) |
+| ``models.py``  | ``log_model``: the refit best model, with the objective's pip requirements; |
+|                | ``keep_one``: one best model per study |
 
 Import from the modules: this package imports none of them, so that
 ``hpo.tracking.records`` (all a worker with tracking off needs) never loads

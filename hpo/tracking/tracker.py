@@ -10,6 +10,7 @@ made here directly.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -38,7 +39,10 @@ from hpo.names import (
 from hpo.secrets import mask
 from hpo.storages import init_lock, storage_file
 from hpo.tracking.records import TrialRecord
-from hpo.tracking.writer import make_writer
+from hpo.tracking.spool import Spool, placeholder, quiet, spool_folder
+from hpo.tracking.writer import Writes, make_writer, unreachable
+
+log = logging.getLogger("hpo.tracking")
 
 # Against a tracking server MLflow prints "View run ... at: URL" to stdout on every
 # set_terminated (after one more get_run): noise in the results, and a request per trial.
@@ -50,6 +54,7 @@ class Tracker:
 
     def __init__(self, cfg: TrackingConfig, study_name: str, sampler: str) -> None:
         self.uri = cfg.uri
+        bound_calls(cfg.timeout)
         check_server(cfg.uri)
         with init_lock(cfg.uri, "mlflow-schema"):  # opening the store creates its tables
             self.client = MlflowClient(tracking_uri=cfg.uri)
@@ -57,7 +62,19 @@ class Tracker:
         self.sampler = sampler
         self.experiment_id = self._experiment(cfg.artifact_location)
         self.parent_id: str | None = None
-        self.writer = make_writer(cfg.uri, cfg.writer)
+        self.spool = spool_folder(Path(cfg.spool).resolve(), study_name)
+        # This process's own writes (runs created, dead workers' runs closed) wait in the
+        # same spool as the writer process's; the last run's waiting writes go first.
+        self.writes = Writes(cfg.uri, Spool(self.spool), self.client)
+        self.catch_up()
+        self.writer = make_writer(cfg.uri, cfg.writer, self.spool)
+        self.told_waiting = False
+        self.unfinished = False  # the end of the study could not be logged
+
+    def catch_up(self) -> bool:
+        """Deliver the writes that wait in the spool, if the store takes them now."""
+        with quiet():
+            return self.writes.caught_up(now=True)
 
     def _experiment(self, artifact_location: str | None) -> str:
         found = self.client.get_experiment_by_name(self.study_name)
@@ -108,9 +125,25 @@ class Tracker:
             HOST_TAG: socket.gethostname(),
             PID_TAG: str(os.getpid()),
         }
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
-        self.writer.send(("open", run.info.run_id))
-        return str(run.info.run_id)
+        run_id = self._create(f"trial-{number:04d}", tags)
+        self.writer.send(("open", run_id))
+        return run_id
+
+    def _create(self, name: str, tags: dict[str, str]) -> str:
+        """The new run's id; a placeholder while tracking is away (created once it is back)."""
+        away: Exception = RuntimeError("still unreachable")
+        with quiet():
+            if self.writes.caught_up():
+                try:
+                    run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+                    return str(run.info.run_id)
+                except Exception as err:
+                    if not unreachable(err):
+                        raise
+                    away = err
+        held = placeholder()
+        self.writes.wait(("create", held, self.experiment_id, name, tags), away)
+        return held
 
     def end_trial(self, run_id: str, record: TrialRecord) -> None:
         """Log everything about the trial in one batch, then close the run with its state."""
@@ -131,16 +164,37 @@ class Tracker:
 
     def kill_run(self, run_id: str, reason: str) -> None:
         """Close the run of a trial another (dead) process left open."""
-        self.client.set_tag(run_id, STATE_TAG, "KILLED")
-        self.client.set_tag(run_id, FAIL_REASON_TAG, mask(reason))
-        self.client.set_terminated(run_id, status="KILLED")
+        with quiet():
+            self.writes.apply(
+                ("kill", run_id, {STATE_TAG: "KILLED", FAIL_REASON_TAG: mask(reason)})
+            )
 
     def flush(self, prompt: bool = False) -> None:
-        """Wait until every trial write has reached MLflow (drains the writer process).
+        """Wait until every trial write has reached MLflow (drains the writer process),
+        or waits in the spool, which is then said once.
 
         ``prompt``: the study was interrupted; do not wait long for the writer.
         """
         self.writer.close(prompt)
+        if not prompt:
+            self.catch_up()
+        waiting = len(self.writes.spool) if self.writes.spool is not None else 0
+        if (waiting or self.unfinished) and not self.told_waiting:
+            self.told_waiting = True
+            missing = [f"{waiting} writes wait in {self.spool}"] if waiting else []
+            if self.unfinished:
+                missing.append("the summary, plots and model are not on the study's parent run")
+            log.warning(
+                "MLflow is still away: %s; run the same command once tracking is back%s",
+                ", and ".join(missing),
+                " (or python -m hpo.check repair=true for the trials' runs)" if waiting else "",
+            )
+
+    def study_unfinished(self, err: Exception) -> None:
+        """The end of the study could not be logged (tracking away): said at the last flush."""
+        self.unfinished = True
+        if self.writes.away is not None:
+            self.writes.away.gone(err)
 
     def log_study(
         self,
@@ -171,6 +225,18 @@ class Tracker:
         if is_server(self.uri):
             return f"open {mask(self.uri).rstrip('/')}/#/experiments/{self.experiment_id}"
         return f"mlflow ui --backend-store-uri {mask(self.uri)}"
+
+
+def bound_calls(timeout: float) -> None:
+    """Bound each MLflow HTTP call near ``timeout`` seconds in all (three tries of a
+    third each, 1 s and 2 s apart): MLflow's own defaults retry for minutes.
+
+    Set in the environment, so the writer process (spawned later) has it too."""
+    per_try = max(1, round(timeout / 3))
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(per_try)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
 
 
 def is_server(uri: str) -> bool:

@@ -10,6 +10,10 @@ caller (10 ms), so its id is known at once and kept on the Optuna trial.
 ``InlineWriter`` does the same work in the caller's process
 (``tracking.writer=inline``): slower, but nothing to drain.
 
+A write the tracking store cannot take (the server gone, its database full)
+waits in the study's spool (hpo/tracking/spool.py) and is delivered when the
+store is back; the trials go on meanwhile.
+
 When the study process ends, ``close()`` drains the queue; if it dies, the
 writer notices that its parent is gone, writes what it already received,
 and closes every run still open as KILLED, so no run stays RUNNING. If the
@@ -25,44 +29,132 @@ import os
 import queue
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hpo.metrics import score_all
 from hpo.names import FAIL_REASON_TAG, STATE_TAG
+from hpo.tracking.spool import Away, Spool, quiet
 
 log = logging.getLogger(__name__)
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
 PROMPT_SECONDS = 2.0  # an interrupted study waits this long for the writer, then takes over
 
 # ("open", run_id)                       a run the caller created, to close if it dies
+# ("create", run_id, experiment_id, run_name, tags{})  a run to create (spooled only)
 # ("end", run_id, metrics[(key, value, step)], params{}, tags{}, status, oof)
 # ("kill", run_id, tags{})
 # oof: (prefix, task, y_true, scores) to score with every metric of the task, or None
 Message = tuple[Any, ...]
+RETRY_SECONDS = 5.0  # while tracking is away, how often a process tries the spool again
+# MLflow error codes that mean "this write is wrong" rather than "the store is away"
+REFUSED = {
+    "BAD_REQUEST",
+    "INVALID_PARAMETER_VALUE",
+    "INVALID_STATE",
+    "PERMISSION_DENIED",
+    "RESOURCE_ALREADY_EXISTS",
+    "RESOURCE_DOES_NOT_EXIST",
+    "UNAUTHENTICATED",
+}
+
+
+def unreachable(err: Exception) -> bool:
+    """Whether ``err`` means the tracking store is away (server gone, database full or
+    locked), so the write should wait, rather than that the write itself is wrong."""
+    if isinstance(err, MlflowException):
+        return err.error_code not in REFUSED
+    return isinstance(err, OSError | ConnectionError | TimeoutError) or type(err).__module__.split(
+        "."
+    )[0] in ("requests", "urllib3", "sqlalchemy")
 
 
 class Writes:
-    """Applies messages with one MlflowClient; remembers which runs are still open."""
+    """Applies messages with one MlflowClient; remembers which runs are still open.
 
-    def __init__(self, uri: str) -> None:
-        self.client = MlflowClient(tracking_uri=uri)
+    With a ``spool``, a write the store cannot take now waits there (and so does
+    every later one, to keep their order) until a later attempt delivers them.
+    """
+
+    def __init__(
+        self, uri: str, spool: Spool | None = None, client: MlflowClient | None = None
+    ) -> None:
+        self.client = client or MlflowClient(tracking_uri=uri)
         self.open: set[str] = set()
+        self.spool = spool
+        self.away = Away(uri, spool.folder) if spool is not None else None
+        self.retry_at = 0.0
 
     def apply(self, message: Message) -> None:
         kind, run_id = message[0], message[1]
         if kind == "open":
             self.open.add(run_id)
-        elif kind == "end":
+            return
+        self.open.discard(run_id)
+        if self.spool is None:
+            self.write(message)
+        elif not self.caught_up():
+            self.spool.put(message)
+        else:
+            try:
+                self.write(message)
+            except Exception as err:
+                if not unreachable(err):
+                    raise
+                self.wait(message, err)
+
+    def wait(self, message: Message, err: Exception) -> None:
+        """Keep ``message`` in the spool: the store is away."""
+        assert self.spool is not None and self.away is not None
+        self.spool.put(message)
+        self.away.gone(err)
+        self.retry_at = time.monotonic() + RETRY_SECONDS
+
+    def caught_up(self, now: bool = False) -> bool:
+        """True when nothing waits in the spool (delivering it, at most every RETRY_SECONDS,
+        or at once with ``now``)."""
+        if self.spool is None or not len(self.spool):
+            return True
+        if not now and time.monotonic() < self.retry_at:
+            return False
+        assert self.away is not None
+        self.retry_at = time.monotonic() + RETRY_SECONDS
+        try:
+            delivered = self.spool.deliver(lambda m: self.write(m, again=True), unreachable)
+        except Exception as err:
+            if not unreachable(err):
+                raise
+            self.away.gone(err)
+            return False
+        if delivered is None or len(self.spool):
+            return False  # another process is delivering, or more arrived meanwhile
+        self.away.back(delivered)
+        return True
+
+    def write(self, message: Message, again: bool = False) -> str | None:
+        """Make the MLflow calls of one message; the new run's id for a "create".
+
+        ``again``: a spooled write, maybe applied in part before a crash."""
+        kind, run_id = message[0], message[1]
+        if kind == "create":
+            experiment_id, run_name, tags = message[2:5]
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
+            return str(run.info.run_id)
+        if kind == "end":
             metrics, params, tags, status, oof = message[2:]
             if oof is not None:
-                prefix, *scored = oof
-                metrics = metrics + [(prefix + k, v, 0) for k, v in score_all(*scored).items()]
-            self._end(run_id, metrics, params, tags, status)
+                prefix, task, y_true, scores = oof
+                scored = score_all(task, np.asarray(y_true), np.asarray(scores))
+                metrics = [*metrics, *((prefix + k, v, 0) for k, v in scored.items())]
+            self._end(run_id, metrics, params, tags, status, again)
         elif kind == "kill":
-            self._end(run_id, [], {}, message[2], "KILLED")
+            self._end(run_id, [], {}, message[2], "KILLED", again)
+        return None
 
     def _end(
         self,
@@ -71,8 +163,14 @@ class Writes:
         params: dict[str, str],
         tags: dict[str, str],
         status: str,
+        again: bool = False,
     ) -> None:
-        self.open.discard(run_id)
+        if again:  # delivered before, in part? a closed run is left alone, no key logged twice
+            run = self.client.get_run(run_id)
+            if run.info.status != "RUNNING":
+                return
+            metrics = [m for m in metrics if m[0] not in run.data.metrics]
+            params = {k: v for k, v in params.items() if k not in run.data.params}
         now = int(time.time() * 1000)
         entities = [Metric(k, v, now, step) for k, v, step in metrics]
         for start in range(0, max(len(entities), 1), BATCH):
@@ -93,8 +191,8 @@ class Writes:
 class InlineWriter:
     """Writes in the caller's process, as they come."""
 
-    def __init__(self, uri: str) -> None:
-        self.writes = Writes(uri)
+    def __init__(self, uri: str, spool: Path | None = None) -> None:
+        self.writes = Writes(uri, Spool(spool) if spool is not None else None)
 
     def send(self, message: Message) -> None:
         self.writes.apply(message)
@@ -112,9 +210,10 @@ class ProcessWriter:
     Ctrl-C) does not wait for a writer that is still starting or behind.
     """
 
-    def __init__(self, uri: str, drain_timeout: float = 300.0) -> None:
+    def __init__(self, uri: str, spool: Path | None = None, drain_timeout: float = 300.0) -> None:
         context = mp.get_context("spawn")  # fork after torch or xgboost threads is unsafe
         self.uri = uri
+        self.spool = spool
         self.inbox: Any = context.Queue()
         self.applied: Any = context.Value("l", 0)  # messages the writer has finished
         self.pending: deque[tuple[int, Message]] = deque()  # sent, maybe not yet applied
@@ -124,7 +223,7 @@ class ProcessWriter:
         self.closed = False
         self.process = context.Process(
             target=_serve,
-            args=(uri, self.inbox, os.getpid(), self.applied),
+            args=(uri, spool, self.inbox, os.getpid(), self.applied),
             name="hpo-mlflow-writer",
             daemon=False,
         )
@@ -177,7 +276,7 @@ class ProcessWriter:
     def _take_over(self) -> None:
         """Apply, in this process, every message the (stopped) writer had not applied."""
         self._forget_applied()
-        self.fallback = InlineWriter(self.uri)
+        self.fallback = InlineWriter(self.uri, self.spool)
         for _, message in self.pending:
             try:
                 self.fallback.send(message)
@@ -186,9 +285,9 @@ class ProcessWriter:
         self.pending.clear()
 
 
-def _serve(uri: str, inbox: Any, parent_pid: int, applied: Any) -> None:
+def _serve(uri: str, spool: Path | None, inbox: Any, parent_pid: int, applied: Any) -> None:
     """The writer process: apply messages until told to stop or the parent is gone."""
-    writes = Writes(uri)
+    writes = Writes(uri, Spool(spool) if spool is not None else None)
     while True:
         try:
             message = inbox.get(timeout=1.0)
@@ -196,17 +295,22 @@ def _serve(uri: str, inbox: Any, parent_pid: int, applied: Any) -> None:
             if os.getppid() != parent_pid:  # the study process died: close what it left open
                 writes.kill_open("the study process died")
                 return
+            with quiet():
+                writes.caught_up()  # tracking back? deliver what waits, between trials
             continue
         if message is None:
             writes.kill_open("the study process ended with the run open")
+            with quiet():
+                writes.caught_up(now=True)
             return
         try:
-            writes.apply(message)
+            with quiet():
+                writes.apply(message)
         except Exception as err:  # one bad write must not stop the others
             log.warning("MLflow write %s for run %s failed: %s", message[0], message[1], err)
         with applied.get_lock():
             applied.value += 1
 
 
-def make_writer(uri: str, kind: str) -> InlineWriter | ProcessWriter:
-    return ProcessWriter(uri) if kind == "process" else InlineWriter(uri)
+def make_writer(uri: str, kind: str, spool: Path | None = None) -> InlineWriter | ProcessWriter:
+    return ProcessWriter(uri, spool) if kind == "process" else InlineWriter(uri, spool)
