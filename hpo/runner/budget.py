@@ -7,20 +7,27 @@ last one stopped and several processes never overshoot.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
+from hpo.names import FAIL_REASON_ATTR, WORKER_ATTR
 from hpo.runner.liveness import recover
+from hpo.runner.trial import tell_once
 from hpo.samplers import GridSampler
 from hpo.storages import study_lock
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
 
+log = logging.getLogger(__name__)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 WAIT_SECONDS = 1.0  # how often a worker waiting on others' running trials looks again
 
@@ -41,16 +48,26 @@ def claim(
     workers dies, its trial fails (heartbeat) and is retried here. None once
     the study's finished trials reach the budget (or the time is up).
     """
+    me = worker_name()
     while True:
         with study_lock(storage, study.study_name):
             trials = study.get_trials(deepcopy=False)
+            if _fail_orphans(study, trials, me):
+                trials = study.get_trials(deepcopy=False)
             counted = [t for t in trials if t.state in COUNTED]
             grid = study.sampler if isinstance(study.sampler, GridSampler) else None
             free, taken = grid.points_left(study) if grid else (1, 0)
             if free and (budget is None or len(counted) < budget):
                 if sampler_for is not None:
                     study.sampler = sampler_for(len(trials))
-                return study.ask()
+                trial = study.ask()
+                try:
+                    trial.set_user_attr(WORKER_ATTR, me)  # owned before the lock is let go
+                except BaseException:  # Ctrl-C, SIGTERM: never leave it RUNNING, unowned
+                    with contextlib.suppress(Exception):
+                        tell_once(study, trial, TrialState.FAIL)
+                    raise
+                return trial
             if not free and not taken:
                 return None  # every grid point is done, or failed too often to try again
             finished = sum(t.state != TrialState.RUNNING for t in counted)
@@ -60,3 +77,29 @@ def claim(
             return None
         time.sleep(WAIT_SECONDS)
         recover(study, tracker)
+
+
+def worker_name() -> str:
+    """``host:pid``: who runs a trial (kept on it as its ``worker`` user attr)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _fail_orphans(study: optuna.Study, trials: list[FrozenTrial], me: str) -> bool:
+    """Fail the RUNNING trials no live claim owns; True if there were any.
+
+    A claim asks for a trial and marks it as its worker's under the study
+    lock, so under that lock a RUNNING trial without a worker, or with this
+    worker (which is claiming, so runs none), was made by a claim whose
+    connection dropped between the two writes: it would hold a place in the
+    budget until UNOWNED_SECONDS. It never ran, so it is not retried.
+    """
+    orphans = [
+        t
+        for t in trials
+        if t.state == TrialState.RUNNING and t.user_attrs.get(WORKER_ATTR) in (None, me)
+    ]
+    for trial in orphans:
+        reason = "created as the database connection dropped: no worker ran it"
+        if tell_once(study, trial, TrialState.FAIL, attrs={FAIL_REASON_ATTR: reason}):
+            log.warning("trial %d: %s: marked FAIL", trial.number, reason)
+    return bool(orphans)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -29,7 +27,6 @@ from hpo.names import (
     FAIL_REASON_TAG,
     PRUNE_REASON_TAG,
     RUN_ATTR,
-    WORKER_ATTR,
 )
 from hpo.pruning import QueuedStepReporter
 from hpo.runner.plan import Plan
@@ -67,10 +64,11 @@ def evaluate(
     try:
         if interrupted is not None:
             raise interrupted
-        params = plan.space.suggest(trial)
-        result = cross_validate(
-            plan.objective, params, plan.cv_setup, reports.should_prune if reports else None
-        )
+        # The sampler and the pruner read the study: a dropped connection there is an
+        # outage to wait out like any other, not the trial's failure.
+        params = retrying(lambda: plan.space.suggest(trial), plan.outage_limit, "sampling")
+        should_prune = _waiting_out(reports.should_prune, plan) if reports else None
+        result = cross_validate(plan.objective, params, plan.cv_setup, should_prune)
         if not math.isfinite(result.value):
             raise ValueError(f"objective value is {result.value}")
         values = pareto.values(result.value, result.fit_facts, plan.further_objectives)
@@ -81,6 +79,10 @@ def evaluate(
         record.tags[PRUNE_REASON_TAG] = str(pruned)  # e.g. "pruned at epoch 7 of fold 2"
     except optuna.TrialPruned:
         record = TrialRecord(trial.number, "PRUNED", params)
+    except DatabaseOutage:  # past storage.outage_limit: the worker stops, its run KILLED
+        if tracker and run_id:
+            tracker.kill_trial(run_id, "the database was unreachable during the trial")
+        raise
     except (Exception, KeyboardInterrupt, SystemExit) as err:
         reason = mask(f"{type(err).__name__}: {err}".splitlines()[0])[:500]
         record = TrialRecord(trial.number, "FAIL", params, tags={FAIL_REASON_TAG: reason})
@@ -139,6 +141,17 @@ def _disowned(study: optuna.Study, trial: optuna.Trial, record: TrialRecord) -> 
     record.tags[FAIL_REASON_TAG] = reason
 
 
+def _waiting_out(
+    should_prune: Callable[[int, float], bool], plan: Plan
+) -> Callable[[int, float], bool]:
+    """``should_prune``, retried through an outage (Optuna's pruners read the study)."""
+
+    def judged(step: int, value: float) -> bool:
+        return retrying(lambda: should_prune(step, value), plan.outage_limit, "pruning")
+
+    return judged
+
+
 def fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
     """Mark FAIL a trial this worker claimed but never told (SIGTERM just after claim())."""
     with contextlib.suppress(Exception):
@@ -146,17 +159,11 @@ def fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
 
 
 def _own(plan: Plan, trial: optuna.Trial, run_id: str | None) -> None:
-    """Mark the trial as this worker's (host:pid) and its MLflow run's, waiting out an outage."""
-    if run_id is not None and is_placeholder(run_id):
-        run_id = None  # tracking is away: the run is created later, under an id not known yet
-    owner = {WORKER_ATTR: f"{socket.gethostname()}:{os.getpid()}", RUN_ATTR: run_id}
-
-    def claim_ownership() -> None:
-        for key, value in owner.items():
-            if value:
-                trial.set_user_attr(key, value)
-
-    retrying(claim_ownership, plan.outage_limit, "starting a trial")
+    """Mark the trial with its MLflow run, waiting out an outage (its worker, host:pid, was
+    marked when it was claimed: hpo/runner/budget.py)."""
+    if run_id is None or is_placeholder(run_id):
+        return  # no tracking, or tracking is away: the run is created later, its id unknown
+    retrying(lambda: trial.set_user_attr(RUN_ATTR, run_id), plan.outage_limit, "starting a trial")
 
 
 def _store(

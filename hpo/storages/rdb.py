@@ -6,6 +6,7 @@ SQLite and PostgreSQL subclass this; any other database RDBStorage knows
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from optuna.storages import BaseStorage, RDBStorage
@@ -28,22 +29,31 @@ class RDB(Backend):
         return isinstance(storage, RDBStorage)
 
     def open(self) -> RDBStorage:
+        """Optuna's RDBStorage on the URL. A connection the server ended while it opened
+        (a restart, pg_terminate_backend) is tried again, with backoff, for up to
+        storage.outage_limit; a database that cannot be reached at all is refused at once."""
         url = self.engine_url()
-        try:
-            with self.init_lock("optuna-schema"):
-                return RDBStorage(
-                    url,
-                    engine_kwargs=self.engine_kwargs(url),
-                    heartbeat_interval=self.cfg.heartbeat_interval,
-                    grace_period=self.cfg.grace_period,
-                    heartbeat_stale_trial_callback=StaleTrials(self.cfg.max_retry),
-                )
-        except Exception as err:  # SQLAlchemy wraps every driver's connection error differently
-            reason = mask(str(err).splitlines()[0]) if str(err) else type(err).__name__
-            raise UserError(
-                f"cannot open storage {shown(url)} ({reason}): check {self.where()} "
-                "and that the database is running"
-            ) from None
+        started, delay = time.monotonic(), 0.5
+        while True:
+            try:
+                with self.init_lock("optuna-schema"):
+                    return RDBStorage(
+                        url,
+                        engine_kwargs=self.engine_kwargs(url),
+                        heartbeat_interval=self.cfg.heartbeat_interval,
+                        grace_period=self.cfg.grace_period,
+                        heartbeat_stale_trial_callback=StaleTrials(self.cfg.max_retry),
+                    )
+            except Exception as err:  # SQLAlchemy wraps every driver's connection error differently
+                if ended_by_server(err) and time.monotonic() - started < self.cfg.outage_limit:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                reason = mask(str(err).splitlines()[0]) if str(err) else type(err).__name__
+                raise UserError(
+                    f"cannot open storage {shown(url)} ({reason}): check {self.where()} "
+                    "and that the database is running"
+                ) from None
 
     def engine_url(self) -> str:
         """The URL given to SQLAlchemy."""
@@ -72,6 +82,22 @@ class RDB(Backend):
 
     def shown(self) -> str:
         return shown(self.url)
+
+
+ENDED_BY_SERVER = (
+    "terminating connection",
+    "server closed the connection unexpectedly",
+    "connection already closed",
+    "the database system is starting up",
+    "the database system is shutting down",
+)
+
+
+def ended_by_server(err: BaseException) -> bool:
+    """Whether the server was reached and then ended the connection (or is restarting):
+    worth another try, unlike a refused connection, a wrong password or a missing database."""
+    text = str(err).lower()
+    return any(said in text for said in ENDED_BY_SERVER)
 
 
 def shown(url: str) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
+import optuna
 from optuna.trial import TrialState
 
 from hpo.runner import run
+from hpo.runner.budget import claim, worker_name
 from tests.hpo.runner.helpers import PRIOR, load
 
 
@@ -47,3 +51,31 @@ def test_a_grid_point_that_always_fails_is_given_up_after_max_retry(make_cfg) ->
     assert complete == [0.0, 0.5]
     assert [t.params["x"] for t in trials if t.state == TrialState.FAIL] == [1.0] * 3
     assert summary.counts["FAIL"] == 3, "tried once and retried twice, then given up"
+
+
+def test_a_trial_whose_claim_lost_its_connection_is_failed_at_the_next_claim(tmp_path) -> None:
+    """ask() stored, then the connection dropped before its worker was marked: the next
+    claim fails that trial at once rather than letting it hold a budget slot for minutes
+    (issue 11, defect 4). A trial another live worker runs is left alone."""
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j"))
+    )
+    study = optuna.create_study(storage=storage)
+    lost = study.ask()  # no worker attr: its claim died between the two writes
+    mine_before = study.ask()
+    mine_before.set_user_attr("worker", worker_name())  # this process, which runs none now
+    elsewhere = study.ask()
+    elsewhere.set_user_attr("worker", "another-host:1")
+
+    trial = claim(study, storage, budget=3, tracker=None, deadline=math.inf)
+
+    assert trial is not None and trial.number == 3
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {
+        0: TrialState.FAIL,
+        1: TrialState.FAIL,
+        2: TrialState.RUNNING,
+        3: TrialState.RUNNING,
+    }
+    assert "connection dropped" in study.trials[lost.number].user_attrs["fail_reason"]
+    assert study.trials[3].user_attrs["worker"] == worker_name(), "owned as it was claimed"

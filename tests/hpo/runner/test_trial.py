@@ -49,19 +49,21 @@ def test_telling_twice_keeps_the_first_outcome(tmp_path) -> None:
     assert study.trials[0].value == 0.9
 
 
+@pytest.mark.parametrize("key", ["worker", "mlflow_run_id"])
 def test_an_interrupt_while_a_trial_starts_still_fails_it_and_kills_its_run(
-    make_cfg, monkeypatch
+    make_cfg, monkeypatch, key
 ) -> None:
-    """Ctrl-C (or SIGTERM) just as the trial's owner is written: FAIL and KILLED, not RUNNING."""
+    """Ctrl-C (or SIGTERM) just as the trial's worker (claimed) or run (started) is written:
+    FAIL, and its run KILLED if it had one; never RUNNING."""
     cfg = make_cfg(*PRIOR, "study.n_trials=2")
     real = optuna.trial.Trial.set_user_attr
     calls: list[str] = []
 
-    def interrupted_once(trial: optuna.trial.Trial, key: str, value: object) -> None:
-        calls.append(key)
-        if len(calls) == 1:
+    def interrupted_once(trial: optuna.trial.Trial, name: str, value: object) -> None:
+        calls.append(name)
+        if calls.count(key) == 1 and name == key:
             raise KeyboardInterrupt
-        real(trial, key, value)
+        real(trial, name, value)
 
     monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", interrupted_once)
     with pytest.raises(KeyboardInterrupt):
@@ -70,9 +72,12 @@ def test_an_interrupt_while_a_trial_starts_still_fails_it_and_kills_its_run(
 
     (trial,) = load(cfg).trials
     assert trial.state == TrialState.FAIL
-    assert trial.user_attrs["fail_reason"].startswith("KeyboardInterrupt")
-    _, (child,) = runs(cfg)
-    assert child.info.status == "KILLED"
+    _, children = runs(cfg)
+    if key == "worker":  # claimed, not started: no run yet
+        assert children == []
+    else:
+        assert trial.user_attrs["fail_reason"].startswith("KeyboardInterrupt")
+        assert [c.info.status for c in children] == ["KILLED"]
 
 
 def test_a_pruned_trials_run_logs_its_partial_mean_under_a_name_that_says_so(make_cfg) -> None:

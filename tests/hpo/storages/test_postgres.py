@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import pytest
@@ -23,8 +25,8 @@ from hpo.config import StorageConfig
 from hpo.errors import UserError
 from hpo.storages import display_url, is_outage, open_storage, optuna_url, retrying, study_lock
 from hpo.storages.postgres import pg_connect_args, psycopg_url
-from tests.hpo.pg import new_database
-from tests.hpo.storages.helpers import age_heartbeat
+from tests.hpo.pg import admin, new_database
+from tests.hpo.storages.helpers import Store, age_heartbeat, start_workers
 
 
 def _from_parts(url: str) -> StorageConfig:
@@ -251,3 +253,53 @@ def test_a_trial_whose_worker_elsewhere_stopped_beating_is_failed_and_retried(
 
 def test_a_query_error_is_not_an_outage() -> None:
     assert not is_outage(exc.ProgrammingError("SELECT", {}, Exception("syntax error")))
+
+
+KILLED_STUDY = """
+name: tiny_killed
+objective: {_target_: tests.hpo.helpers.PriorObjective, sleep: 0.2}
+data: breast_cancer
+cv: {scheme: kfold, n_splits: 2}
+metric: roc_auc
+n_trials: 10
+space:
+  x: {type: float, low: 0.0, high: 1.0}
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_connections_killed_every_second_are_waited_out_and_no_trial_fails(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """pg_terminate_backend on every connection of the study's database, every second, for
+    as long as the workers run: the sampler's, the pruner's and the claim's reads are
+    outages to wait out, so every trial completes (issue 11, defect 4)."""
+    store = Store("postgres", pg_url, "tiny_killed")
+    database = make_url(pg_url).database
+    workers = start_workers(tmp_path, store, KILLED_STUDY, 2, "pruner=median")
+    kills = 0
+    with admin() as connection:
+        while any(w.poll() is None for w in workers):
+            found = connection.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchone()
+            kills += int(found[0]) if found else 0
+            time.sleep(1.0)
+    said = ""
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=60)
+        said += stderr
+        assert worker.returncode == 0, stderr
+    assert kills > 0, "the loop killed connections while the workers ran"
+    assert "Traceback" not in said and "invalid data in the commit" not in said
+    trials = store.load().trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 10
+    ran_and_failed = [
+        t.user_attrs.get("fail_reason")
+        for t in trials
+        if t.state == TrialState.FAIL and "connection dropped" not in t.user_attrs["fail_reason"]
+    ]
+    assert ran_and_failed == [], "only trials no worker ran (their claim lost) may fail"
