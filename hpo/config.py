@@ -104,6 +104,9 @@ class EvaluationConfig:
     # Rows reserved before tuning (a fraction), never seen by a trial; the refit winner is
     # scored on them once at the end. 0: none (the CV and BBC-CV estimates only).
     test_size: float = 0.0
+    # Bootstraps of BBC-CV at the end (the winner's score corrected for having been
+    # chosen, from the trials' out-of-fold scores); 0: none, and none are kept.
+    bbc_boot: int = 1000
 
 
 @dataclass

@@ -15,6 +15,7 @@ RUN_ATTR = "mlflow_run_id"  # trial: the trial's MLflow child run
 CV_ATTR = "cv"  # trial: {CV_STD, CV_FOLD_VALUES, CV_FIT_FACTS} of its cross-validation
 CV_STD = "std"
 CV_FOLD_VALUES = "fold_values"
+OOF_ATTR = "oof"  # trial: its out-of-fold scores on the study's rows, for BBC-CV at the end
 CV_FIT_FACTS = "info"  # the stored key predates the name fit facts: kept for old studies
 WORKER_ATTR = "worker"  # trial: "host:pid" of the worker that runs it
 FAIL_REASON_ATTR = "fail_reason"  # trial: why it failed, one line

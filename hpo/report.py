@@ -7,13 +7,16 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import pareto
 from hpo.names import CV_ATTR, CV_FIT_FACTS, CV_FOLD_VALUES, CV_STD
+
+if TYPE_CHECKING:
+    from hpo.estimates import Estimate
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class Summary:
     ties: list[int] = field(default_factory=list)  # next best trials the winner ties with
     compared: int = 0  # how many next best trials were tested against the winner
     test_rows: int = 0
+    bbc: Estimate | None = None  # BBC-CV: the winner's score corrected for being chosen
+    bbc_note: str = ""  # why there is no BBC-CV estimate, where one was asked for
 
     def text(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in self.counts.items())
@@ -63,6 +68,13 @@ class Summary:
                 f"  best {self.metric} ({self.direction}): {self.best_value:.4f}{spread}"
                 f" (trial {self.best_number}, {said})"
             )
+            if self.bbc is not None:
+                lines.append(
+                    f"  {self.bbc.line(self.metric)}: the winner's score corrected for "
+                    "having been chosen"
+                )
+            elif self.bbc_note:
+                lines.append(f"  no BBC-CV estimate: {self.bbc_note}")
             if self.compared:
                 lines.append(
                     f"  {_ties(self.ties, self.compared)} (corrected resampled t-test on the "

@@ -17,7 +17,7 @@ import optuna
 
 from hpo import report
 from hpo.config import Config, to_yaml
-from hpo.estimates import indistinguishable
+from hpo.estimates import Estimate, bbc_cv, indistinguishable
 from hpo.names import (
     BEST_TRIAL_TAG,
     CV_ATTR,
@@ -25,6 +25,7 @@ from hpo.names import (
     CV_FOLD_VALUES,
     MODEL_TRIAL_TAG,
     MODEL_URI_TAG,
+    OOF_ATTR,
     PARETO_FRONT_TAG,
     TIES_TAG,
 )
@@ -68,6 +69,8 @@ def finish(
     model = _refit(plan, best) if best is not None and refit else None
     if best is not None and not plan.further_objectives:
         summary.ties, summary.compared = _rivals_tied(plan, study, best)
+        if plan.bbc_boot:
+            summary.bbc, summary.bbc_note = _bbc(plan, study)
     if plan.test is not None and model is not None:
         scores = np.asarray(plan.objective.predict(model, plan.test.X))
         summary.test_value, summary.test_rows = plan.metric(plan.test.y, scores), len(plan.test.y)
@@ -140,6 +143,10 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
         metrics["best_value"] = summary.best_value
         if summary.best_std is not None:
             metrics[f"best_{plan.spec.metric}_std"] = summary.best_std
+        if summary.bbc is not None:  # corrected for the winner having been chosen
+            name = f"bbc_{plan.spec.metric}"
+            metrics |= {name: summary.bbc.value, f"{name}_low": summary.bbc.low}
+            metrics[f"{name}_high"] = summary.bbc.high
         if summary.test_value is not None:  # the refit winner on the held-out rows
             metrics[f"test_{plan.spec.metric}"] = summary.test_value
         tags = {
@@ -151,6 +158,35 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
         if summary.front:
             tags[PARETO_FRONT_TAG] = ",".join(str(row["trial"]) for row in summary.front)
     return metrics, tags
+
+
+def _bbc(plan: Plan, study: optuna.Study) -> tuple[Estimate | None, str]:
+    """BBC-CV over the complete trials' kept out-of-fold scores, or why there is none."""
+    kept = [
+        t.user_attrs[OOF_ATTR]
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if OOF_ATTR in t.user_attrs
+    ]
+    rows = np.sort(np.concatenate([valid for _, valid in plan.folds]))
+    kept = [k for k in kept if len(k) == len(rows)]
+    if len(kept) < 2:
+        return None, "fewer than two complete trials kept their out-of-fold scores"
+    fold_of = np.empty(len(plan.data.y), dtype=int)
+    for fold, (_, valid) in enumerate(plan.folds):
+        fold_of[valid] = fold
+    try:
+        estimate = bbc_cv(
+            np.asarray(kept, dtype=float),
+            plan.data.y[rows],
+            plan.metric,
+            plan.direction == "maximize",
+            n_boot=plan.bbc_boot,
+            seed=plan.seed,
+            folds=None if plan.leave_one_out or len(plan.folds) < 2 else fold_of[rows],
+        )
+    except ValueError as err:  # too few rows to score most bootstraps: it says why
+        return None, str(err).splitlines()[0]
+    return estimate, ""
 
 
 def _rivals_tied(

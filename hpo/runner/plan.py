@@ -65,6 +65,7 @@ class Plan:
     further_objectives: tuple[ExtraObjective, ...] = ()  # after the metric (hpo/pareto.py)
     cv: CVConfig | None = None  # the CV the folds came from, to say what changed on resume
     test: Dataset | None = None  # held-out rows (evaluation.test_size): only the winner sees them
+    bbc_boot: int = 0  # bootstraps of BBC-CV at the end (evaluation.bbc_boot); 0: none
 
     @property
     def directions(self) -> list[Direction]:
@@ -146,6 +147,7 @@ def make_plan(cfg: Config) -> Plan:
         further,
         cv,
         test,
+        int(cfg.evaluation.bbc_boot),
     )
 
 

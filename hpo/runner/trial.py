@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -25,6 +26,7 @@ from hpo.names import (
     CV_STD,
     FAIL_REASON_ATTR,
     FAIL_REASON_TAG,
+    OOF_ATTR,
     PRUNE_REASON_TAG,
     RUN_ATTR,
 )
@@ -181,8 +183,9 @@ def _store(
     False when the trial had ended already (failed by another worker): not ours to log.
     """
     try:
+        oof = kept_oof(plan, result) if record.state == "COMPLETE" else None
         return retrying(
-            lambda: tell(study, trial, record, result, values),
+            lambda: tell(study, trial, record, result, values, oof),
             plan.outage_limit,
             "storing a trial",
         )
@@ -198,11 +201,13 @@ def tell(
     record: TrialRecord,
     result: CVResult | None,
     values: list[float],
+    oof: list[Any] | None = None,
 ) -> bool:
-    """Store the trial's CV facts in one user attr, then its final state (once: safe to retry).
+    """Store the trial's CV facts in one user attr (and its out-of-fold scores, ``oof``, in
+    another), then its final state (once: safe to retry).
 
     False when the trial had ended already (see ``tell_once``)."""
-    attrs: dict[str, Any] = {}
+    attrs: dict[str, Any] = {OOF_ATTR: oof} if oof is not None else {}
     if result is not None:
         attrs[CV_ATTR] = {
             CV_STD: result.std,
@@ -247,6 +252,20 @@ def tell_once(
             return False
         raise
     return True
+
+
+OOF_LIMIT = 20_000  # out-of-fold scores kept per trial at most (rows x classes), for BBC-CV
+
+
+def kept_oof(plan: Plan, result: CVResult | None) -> list[Any] | None:
+    """The trial's out-of-fold scores as the study keeps them for BBC-CV (4 decimals:
+    enough to rank and score, a third of the size), or None: BBC-CV off, a study of
+    several objectives, or more than OOF_LIMIT numbers."""
+    if not plan.bbc_boot or plan.further_objectives or result is None:
+        return None
+    if result.oof_scores is None or result.oof_scores.size > OOF_LIMIT:
+        return None
+    return list(np.round(np.asarray(result.oof_scores, dtype=float), 4).tolist())
 
 
 def _record(

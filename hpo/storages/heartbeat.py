@@ -17,10 +17,10 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
-from hpo.names import CV_ATTR, FAIL_REASON_ATTR, RUN_ATTR, WORKER_ATTR
+from hpo.names import CV_ATTR, FAIL_REASON_ATTR, OOF_ATTR, RUN_ATTR, WORKER_ATTR
 
 MAX_RETRY = 3  # a failed trial's parameters run again at most this often, unless storage.max_retry
-RUN_ATTRS = (WORKER_ATTR, RUN_ATTR, FAIL_REASON_ATTR, CV_ATTR)  # the dead run's, not the retry's
+RUN_ATTRS = (WORKER_ATTR, RUN_ATTR, FAIL_REASON_ATTR, CV_ATTR, OOF_ATTR)  # the dead run's
 
 
 def max_retry(study: optuna.Study) -> int:

@@ -98,3 +98,29 @@ def test_a_study_finished_again_or_at_once_elsewhere_keeps_one_best_model(make_c
     assert [m.model_uri for m in models] == [first], "one model: the oldest is kept"
     assert parent.data.tags["hpo.model_uri"] == first
     assert parent.data.tags["hpo.model_trial"] == best
+
+
+def test_the_summary_and_parent_run_carry_the_bbc_cv_estimate_of_the_winner(make_cfg) -> None:
+    """Each complete trial keeps its out-of-fold scores; at the end BBC-CV corrects the
+    winner's score for having been chosen, on the summary and the parent run (issue 12)."""
+    cfg = make_cfg("study=xgb_f1", "study.n_trials=3", "pruner=none", *FAST_XGB)
+    summary = run(cfg)
+    study = load(cfg)
+    rows = len(study.trials[0].user_attrs["oof"])
+    assert rows == 569 and all(len(t.user_attrs["oof"]) == rows for t in study.trials)
+    assert summary is not None and summary.bbc is not None
+    assert summary.bbc.n_configs == 3 and summary.bbc.n_boot == 1000
+    assert summary.bbc.low <= summary.bbc.value <= summary.bbc.high
+    assert "BBC-CV f1 " in summary.text()
+    parent, _ = runs(cfg)
+    assert parent.data.metrics["bbc_f1"] == pytest.approx(summary.bbc.value)
+    assert parent.data.metrics["bbc_f1_low"] <= parent.data.metrics["bbc_f1_high"]
+
+
+def test_bbc_boot_0_keeps_no_out_of_fold_scores_and_estimates_nothing(make_cfg) -> None:
+    cfg = make_cfg(*PRIOR, "study.n_trials=2", "evaluation.bbc_boot=0")
+    summary = run(cfg)
+    assert all("oof" not in t.user_attrs for t in load(cfg).trials)
+    assert summary is not None and summary.bbc is None and "BBC-CV" not in summary.text()
+    parent, _ = runs(cfg)
+    assert not any(k.startswith("bbc_") for k in parent.data.metrics)
