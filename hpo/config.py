@@ -98,6 +98,26 @@ class TrackingConfig:
 
 
 @dataclass
+class CostConfig:
+    """What one wrong call costs: a false positive, a false negative (any unit). Neither
+    set: no cost (threshold 0.5); one set: the other costs 1."""
+
+    fp: float | None = None
+    fn: float | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.fp is not None or self.fn is not None
+
+    def pair(self) -> tuple[float, float]:
+        """(cost of a false positive, of a false negative)."""
+        return (
+            1.0 if self.fp is None else float(self.fp),
+            1.0 if self.fn is None else float(self.fn),
+        )
+
+
+@dataclass
 class EvaluationConfig:
     """How the winner is judged beyond its CV score."""
 
@@ -107,6 +127,10 @@ class EvaluationConfig:
     # Bootstraps of BBC-CV at the end (the winner's score corrected for having been
     # chosen, from the trials' out-of-fold scores); 0: none, and none are kept.
     bbc_boot: int = 1000
+    # A binary task's decision threshold chosen for the least expected cost on the winner's
+    # out-of-fold scores (never the test rows): evaluation.cost.fn=5 (a false negative costs
+    # five false positives); unset: 0.5.
+    cost: CostConfig = field(default_factory=CostConfig)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from hpo.names import CV_ATTR, CV_FIT_FACTS, CV_FOLD_VALUES, CV_STD
 
 if TYPE_CHECKING:
     from hpo.estimates import Estimate
+    from hpo.evaluation import Threshold
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Summary:
     test_rows: int = 0
     bbc: Estimate | None = None  # BBC-CV: the winner's score corrected for being chosen
     bbc_note: str = ""  # why there is no BBC-CV estimate, where one was asked for
+    threshold: Threshold | None = None  # a binary task's, chosen by cost (evaluation.cost)
 
     def text(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in self.counts.items())
@@ -79,6 +81,13 @@ class Summary:
                 lines.append(
                     f"  {_ties(self.ties, self.compared)} (corrected resampled t-test on the "
                     "fold scores, p >= 0.05)"
+                )
+            if self.threshold is not None:
+                t = self.threshold
+                lines.append(
+                    f"  threshold {t.value:.4g} by cost (fp {t.cost_fp:g}, fn {t.cost_fn:g}) on "
+                    f"out-of-fold scores: expected cost {t.cost:.4g} a row "
+                    f"({t.cost_at_half:.4g} at 0.5)"
                 )
             if self.test_value is not None:
                 lines.append(

@@ -55,6 +55,19 @@ class Report:
             for name, figure in self.figures.items()
         }
 
+    def page(self, title: str) -> str:
+        """Every figure on one standalone page: plotly.js (4.6 MB) inlined once, not per
+        figure, and it opens offline in MLflow's artifact viewer."""
+        parts = [
+            figure.to_html(full_html=False, include_plotlyjs=i == 0)
+            for i, figure in enumerate(self.figures.values())
+        ]
+        body = "\n".join(f'<div style="margin-bottom: 2em">{part}</div>' for part in parts)
+        return (
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body style='font-family: sans-serif'><h2>{title}</h2>\n{body}</body></html>"
+        )
+
 
 def scored(
     metrics: list[Metric], y: np.ndarray, scores: np.ndarray, labels: np.ndarray | None

@@ -17,24 +17,21 @@ import optuna
 
 from hpo import report
 from hpo.config import Config, to_yaml
-from hpo.estimates import Estimate, bbc_cv, indistinguishable
 from hpo.names import (
     BEST_TRIAL_TAG,
     CV_ATTR,
     CV_FIT_FACTS,
-    CV_FOLD_VALUES,
     MODEL_TRIAL_TAG,
     MODEL_URI_TAG,
-    OOF_ATTR,
     PARETO_FRONT_TAG,
     TIES_TAG,
 )
 from hpo.runner.plan import Plan
+from hpo.runner.winner import bbc, judged_threshold, report_page, rivals_tied
 from hpo.secrets import mask
 from hpo.storages import display_url
 from hpo.tracking.spool import quiet
 
-RIVALS = 5  # next best trials the winner is tested against
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
@@ -68,26 +65,25 @@ def finish(
     refit = best is not None and ((new_model and logged is None) or plan.test is not None)
     model = _refit(plan, best) if best is not None and refit else None
     if best is not None and not plan.further_objectives:
-        summary.ties, summary.compared = _rivals_tied(plan, study, best)
+        summary.ties, summary.compared = rivals_tied(plan, study, best)
         if plan.bbc_boot:
-            summary.bbc, summary.bbc_note = _bbc(plan, study)
+            summary.bbc, summary.bbc_note = bbc(plan, study)
+    test_scores = None
     if plan.test is not None and model is not None:
-        scores = np.asarray(plan.objective.predict(model, plan.test.X))
-        summary.test_value, summary.test_rows = plan.metric(plan.test.y, scores), len(plan.test.y)
+        test_scores = np.asarray(plan.objective.predict(model, plan.test.X))
+        summary.test_value = plan.metric(plan.test.y, test_scores)
+        summary.test_rows = len(plan.test.y)
+    if best is not None and not plan.further_objectives:
+        summary.threshold = judged_threshold(plan, best)
     if tracker is None:
         return summary
+    texts = [("config.yaml", mask(to_yaml(cfg))), *report.plots(study, summary)]
+    if best is not None and not plan.further_objectives:
+        texts += report_page(plan, best, summary.threshold, test_scores)
     try:
         with quiet():
             _on_parent_run(
-                cfg,
-                plan,
-                study,
-                summary,
-                tracker,
-                status,
-                best if new_model else None,
-                model,
-                logged,
+                plan, summary, tracker, status, texts, best if new_model else None, model, logged
             )
     except Exception as err:
         _away(err, tracker)
@@ -115,18 +111,17 @@ def _away(err: Exception, tracker: Tracker) -> None:
 
 
 def _on_parent_run(
-    cfg: Config,
     plan: Plan,
-    study: optuna.Study,
     summary: report.Summary,
     tracker: Tracker,
     status: str,
+    texts: list[tuple[str, str]],
     new_best: optuna.trial.FrozenTrial | None,
     model: Any,
     logged: str | None,
 ) -> None:
-    """The parent run's config, plots, numbers and tags, its model (for ``new_best``), its end."""
-    texts = [("config.yaml", mask(to_yaml(cfg))), *report.plots(study, summary)]
+    """The parent run's pages (config, plots, evaluation), numbers and tags, its model
+    (for ``new_best``), and its end."""
     metrics, tags = _best_facts(plan, summary)
     tracker.flush()
     tracker.log_study(metrics, tags, texts)
@@ -147,6 +142,10 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
             name = f"bbc_{plan.spec.metric}"
             metrics |= {name: summary.bbc.value, f"{name}_low": summary.bbc.low}
             metrics[f"{name}_high"] = summary.bbc.high
+        if summary.threshold is not None:  # chosen by cost on out-of-fold scores
+            metrics["threshold"] = summary.threshold.value
+            metrics["expected_cost"] = summary.threshold.cost
+            metrics["expected_cost_at_half"] = summary.threshold.cost_at_half
         if summary.test_value is not None:  # the refit winner on the held-out rows
             metrics[f"test_{plan.spec.metric}"] = summary.test_value
         tags = {
@@ -158,59 +157,6 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
         if summary.front:
             tags[PARETO_FRONT_TAG] = ",".join(str(row["trial"]) for row in summary.front)
     return metrics, tags
-
-
-def _bbc(plan: Plan, study: optuna.Study) -> tuple[Estimate | None, str]:
-    """BBC-CV over the complete trials' kept out-of-fold scores, or why there is none."""
-    kept = [
-        t.user_attrs[OOF_ATTR]
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if OOF_ATTR in t.user_attrs
-    ]
-    rows = np.sort(np.concatenate([valid for _, valid in plan.folds]))
-    kept = [k for k in kept if len(k) == len(rows)]
-    if len(kept) < 2:
-        return None, "fewer than two complete trials kept their out-of-fold scores"
-    fold_of = np.empty(len(plan.data.y), dtype=int)
-    for fold, (_, valid) in enumerate(plan.folds):
-        fold_of[valid] = fold
-    try:
-        estimate = bbc_cv(
-            np.asarray(kept, dtype=float),
-            plan.data.y[rows],
-            plan.metric,
-            plan.direction == "maximize",
-            n_boot=plan.bbc_boot,
-            seed=plan.seed,
-            folds=None if plan.leave_one_out or len(plan.folds) < 2 else fold_of[rows],
-        )
-    except ValueError as err:  # too few rows to score most bootstraps: it says why
-        return None, str(err).splitlines()[0]
-    return estimate, ""
-
-
-def _rivals_tied(
-    plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial
-) -> tuple[list[int], int]:
-    """The next best trials (up to ``RIVALS``) the winner cannot be told apart from on its
-    folds, and how many were tested. None with one validation score (holdout, LOO)."""
-    if len(plan.folds) < 2 or plan.leave_one_out:
-        return [], 0
-
-    def folds_of(trial: optuna.trial.FrozenTrial) -> list[float]:
-        return list(trial.user_attrs.get(CV_ATTR, {}).get(CV_FOLD_VALUES, []))
-
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if t.number != best.number and len(folds_of(t)) == len(plan.folds)
-    ]
-    sign = 1.0 if plan.direction == "maximize" else -1.0
-    rivals = sorted(complete, key=lambda t: -sign * float(t.values[0]))[:RIVALS]
-    n_test = round(float(np.mean([len(valid) for _, valid in plan.folds])))
-    n_train = round(float(np.mean([len(train) for train, _ in plan.folds])))
-    others = {t.number: folds_of(t) for t in rivals}
-    return indistinguishable(folds_of(best), others, n_train, n_test), len(rivals)
 
 
 def _refit(plan: Plan, best: optuna.trial.FrozenTrial) -> Any:

@@ -20,7 +20,14 @@ import optuna
 from hydra.utils import instantiate
 
 from hpo import pareto
-from hpo.config import Config, CVConfig, ExtraObjective, StudyConfig, effective_cv
+from hpo.config import (
+    Config,
+    CostConfig,
+    CVConfig,
+    ExtraObjective,
+    StudyConfig,
+    effective_cv,
+)
 from hpo.cv import CVSetup, Folds, folds_side_by_side, make_folds
 from hpo.data import Dataset, load_data
 from hpo.errors import UserError
@@ -66,6 +73,7 @@ class Plan:
     cv: CVConfig | None = None  # the CV the folds came from, to say what changed on resume
     test: Dataset | None = None  # held-out rows (evaluation.test_size): only the winner sees them
     bbc_boot: int = 0  # bootstraps of BBC-CV at the end (evaluation.bbc_boot); 0: none
+    cost: tuple[float, float] | None = None  # (fp, fn): a binary task's threshold by cost
 
     @property
     def directions(self) -> list[Direction]:
@@ -148,7 +156,28 @@ def make_plan(cfg: Config) -> Plan:
         cv,
         test,
         int(cfg.evaluation.bbc_boot),
+        _cost(cfg.evaluation.cost, data),
     )
+
+
+def _cost(cost: CostConfig, data: Dataset) -> tuple[float, float] | None:
+    """``evaluation.cost`` as (fp, fn), checked before the first trial: two costs that rank
+    thresholds, for a binary task. None: not given."""
+    if not cost.given:
+        return None
+    if data.task != "classification" or data.n_classes != 2:
+        raise UserError(
+            f"evaluation.cost chooses a binary task's threshold, and '{data.name}' is "
+            f"{'regression' if data.task != 'classification' else f'{data.n_classes} classes'}: "
+            "drop evaluation.cost"
+        )
+    fp, fn = cost.pair()
+    if not (np.isfinite([fp, fn]).all() and min(fp, fn) >= 0 and fp + fn > 0):
+        raise UserError(
+            f"evaluation.cost {{fp: {fp:g}, fn: {fn:g}}} cannot rank thresholds: give two "
+            "costs >= 0, at least one of them > 0"
+        )
+    return fp, fn
 
 
 def _direction(stated: str | None, metric: Metric) -> Direction:

@@ -39,6 +39,8 @@ FAST = [
         (["storage.url=postgresql://u:canarypw@127.0.0.1:1/x"], "cannot open storage"),
         (["study.data=nowhere"], "unknown data set 'nowhere'"),
         (["cv=kfold", "cv.n_splits=1"], "cv=kfold cannot be set up: k-fold cross-validation"),
+        (["study=xgb_rmse", "evaluation.cost.fn=5"], "evaluation.cost chooses a binary task"),
+        (["evaluation.cost.fn=-1"], "evaluation.cost {fp: 1, fn: -1} cannot rank thresholds"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], expected: str) -> None:

@@ -19,3 +19,11 @@ def test_each_page_is_a_standalone_plotly_page(binary, regression) -> None:
             assert "<html>" in page[:100] and page.rstrip().endswith("</html>"), name
             assert 'class="plotly-graph-div"' in page and "Plotly.newPlot" in page, name
             assert not re.search(r"<script[^>]* src=", page)  # plotly.js inlined: works offline
+
+
+def test_one_page_holds_every_figure_with_plotly_js_once(binary) -> None:
+    report = classification_report(*binary)
+    page = report.page("The winner, trial 3")
+    assert page.startswith("<!DOCTYPE html>") and "The winner, trial 3" in page
+    assert page.count('<div id="') >= len(report.figures)
+    assert page.count("plotly.js v") == 1, "the library inlined once"

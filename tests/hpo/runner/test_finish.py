@@ -124,3 +124,31 @@ def test_bbc_boot_0_keeps_no_out_of_fold_scores_and_estimates_nothing(make_cfg) 
     assert summary is not None and summary.bbc is None and "BBC-CV" not in summary.text()
     parent, _ = runs(cfg)
     assert not any(k.startswith("bbc_") for k in parent.data.metrics)
+
+
+@pytest.mark.slow
+def test_the_winners_evaluation_pages_and_cost_threshold_are_on_the_parent_run(make_cfg) -> None:
+    """The report from the winner's out-of-fold scores and, with held-out rows, from the
+    refit winner's scores on them; the threshold chosen by cost on out-of-fold scores."""
+    cfg = make_cfg(
+        "study=xgb_f1",
+        "study.n_trials=3",
+        "pruner=none",
+        "evaluation.cost.fn=5",
+        "evaluation.test_size=0.2",
+        *FAST_XGB,
+    )
+    summary = run(cfg)
+    assert summary is not None and summary.threshold is not None
+    assert (summary.threshold.cost_fp, summary.threshold.cost_fn) == (1.0, 5.0)
+    assert summary.threshold.cost <= summary.threshold.cost_at_half
+    assert "threshold " in summary.text() and "by cost (fp 1, fn 5)" in summary.text()
+    parent, _ = runs(cfg)
+    assert parent.data.metrics["threshold"] == pytest.approx(summary.threshold.value)
+    assert parent.data.metrics["expected_cost"] <= parent.data.metrics["expected_cost_at_half"]
+    client = MlflowClient(cfg.tracking.uri)
+    pages = {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")}
+    assert pages == {"evaluation/out_of_fold.html", "evaluation/test.html"}
+    page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/evaluation/test.html")
+    assert "held-out test rows" in page and f"threshold {summary.threshold.value:.3g}" in page
+    assert page.count("plotly.js v") == 1
