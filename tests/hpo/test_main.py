@@ -138,11 +138,11 @@ def test_trials_failing_in_a_row_print_the_summary_then_one_line(tmp_path: Path)
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs with 24 KiB left (root only: CI runs as root)."""
+    """A 2 MiB tmpfs with 24 KiB left (root only: CI runs as root)."""
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
