@@ -91,7 +91,7 @@ def reap(study: optuna.Study, dead: list[Dead], tracker: Tracker | None) -> None
             "retried" if retried else f"not retried (storage.max_retry={limit} reached)",
         )
         if tracker is not None and RUN_ATTR in trial.user_attrs:
-            tracker.kill_run(trial.user_attrs[RUN_ATTR], found.reason)
+            tracker.kill_run(trial.user_attrs[RUN_ATTR], found.reason, trial.params)
 
 
 def watchdog(

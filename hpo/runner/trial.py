@@ -83,7 +83,7 @@ def evaluate(
         record = TrialRecord(trial.number, "PRUNED", params)
     except DatabaseOutage:  # past storage.outage_limit: the worker stops, its run KILLED
         if tracker and run_id:
-            tracker.kill_trial(run_id, "the database was unreachable during the trial")
+            tracker.kill_trial(run_id, "the database was unreachable during the trial", params)
         raise
     except (Exception, KeyboardInterrupt, SystemExit) as err:
         reason = mask(f"{type(err).__name__}: {err}".splitlines()[0])[:500]
@@ -102,7 +102,7 @@ def evaluate(
         run_id = None
     if interrupted is not None:  # Ctrl-C or SIGTERM: the run is KILLED, then we stop
         if tracker and run_id:
-            tracker.kill_trial(run_id, record.tags[FAIL_REASON_TAG])
+            tracker.kill_trial(run_id, record.tags[FAIL_REASON_TAG], record.params)
         raise interrupted
     if tracker and run_id:
         tracker.end_trial(run_id, record)
@@ -191,7 +191,9 @@ def _store(
         )
     except DatabaseOutage:
         if tracker and run_id:
-            tracker.kill_trial(run_id, "the database was unreachable when the trial ended")
+            tracker.kill_trial(
+                run_id, "the database was unreachable when the trial ended", record.params
+            )
         raise
 
 

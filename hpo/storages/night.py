@@ -16,6 +16,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from filelock import FileLock, Timeout
 
 from hpo.errors import UserError
 from hpo.secrets import mask
+
+INFO_WAIT = 10.0  # seconds a refusal waits for the holder to say who it is
 
 
 class AlreadyRunning(UserError):
@@ -59,22 +62,41 @@ def file_night_lock(path: Path, study: str, night: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     info = path.with_suffix(".json")
     lock = FileLock(str(path), blocking=False, preserve_lock_file=True)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise refusal(study, _read(info)) from None
+    _acquire(lock, info, study)
     try:
         since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        info.write_text(json.dumps({"holder": holder(), "night": night, "since": since}))
+        written = info.with_suffix(f".{os.getpid()}.tmp")
+        written.write_text(json.dumps({"holder": holder(), "night": night, "since": since}))
+        written.replace(info)  # whole or absent: a refusal never reads half of it
         yield
     finally:
         info.unlink(missing_ok=True)
         lock.release()
 
 
-def _read(info: Path) -> str:
+def _acquire(lock: FileLock, info: Path, study: str) -> None:
+    """Take the lock, or refuse naming its holder.
+
+    The holder writes who it is just after taking the lock, so a run started
+    at the same moment can find the lock held and the note not yet there: it
+    looks again (taking the lock itself if the holder has gone meanwhile)
+    for up to INFO_WAIT seconds before refusing with "holder unknown".
+    """
+    deadline = time.monotonic() + INFO_WAIT
+    while True:
+        try:
+            lock.acquire()
+            return
+        except Timeout:
+            who = _read(info)
+            if who is not None or time.monotonic() > deadline:
+                raise refusal(study, who or "holder unknown") from None
+            time.sleep(0.05)
+
+
+def _read(info: Path) -> str | None:
     try:
         held = json.loads(info.read_text())
         return f"night {held['night']}, {held['holder']}, since {held['since']}"
     except (OSError, ValueError, KeyError):
-        return "holder unknown"
+        return None

@@ -158,16 +158,15 @@ class Tracker:
         status = "FAILED" if record.state == "FAIL" else "FINISHED"
         self.writer.send(("end", run_id, metrics, params, tags, status, record.oof))
 
-    def kill_trial(self, run_id: str, reason: str) -> None:
-        """Close an interrupted trial's run as KILLED, so no run stays RUNNING."""
-        self.writer.send(("kill", run_id, {STATE_TAG: "KILLED", FAIL_REASON_TAG: mask(reason)}))
+    def kill_trial(self, run_id: str, reason: str, params: Mapping[str, object]) -> None:
+        """Close an interrupted trial's run as KILLED with the parameters it was trying,
+        so no run stays RUNNING and the run says what was cut short."""
+        self.writer.send(_kill(run_id, reason, params))
 
-    def kill_run(self, run_id: str, reason: str) -> None:
+    def kill_run(self, run_id: str, reason: str, params: Mapping[str, object]) -> None:
         """Close the run of a trial another (dead) process left open."""
         with quiet():
-            self.writes.apply(
-                ("kill", run_id, {STATE_TAG: "KILLED", FAIL_REASON_TAG: mask(reason)})
-            )
+            self.writes.apply(_kill(run_id, reason, params))
 
     def flush(self, prompt: bool = False) -> None:
         """Wait until every trial write has reached MLflow (drains the writer process),
@@ -225,6 +224,11 @@ class Tracker:
         if is_server(self.uri):
             return f"open {mask(self.uri).rstrip('/')}/#/experiments/{self.experiment_id}"
         return f"mlflow ui --backend-store-uri {mask(self.uri)}"
+
+
+def _kill(run_id: str, reason: str, params: Mapping[str, object]) -> tuple[object, ...]:
+    tags = {STATE_TAG: "KILLED", FAIL_REASON_TAG: mask(reason)}
+    return ("kill", run_id, tags, {k: str(v) for k, v in params.items()})
 
 
 def bound_calls(timeout: float) -> None:

@@ -23,12 +23,16 @@ writes whatever the writer had not applied.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,7 @@ PROMPT_SECONDS = 2.0  # an interrupted study waits this long for the writer, the
 # ("open", run_id)                       a run the caller created, to close if it dies
 # ("create", run_id, experiment_id, run_name, tags{})  a run to create (spooled only)
 # ("end", run_id, metrics[(key, value, step)], params{}, tags{}, status, oof)
-# ("kill", run_id, tags{})
+# ("kill", run_id, tags{}, params{})    params: what the trial was trying (absent: none known)
 # oof: (prefix, task, y_true, scores) to score with every metric of the task, or None
 Message = tuple[Any, ...]
 RETRY_SECONDS = 5.0  # while tracking is away, how often a process tries the spool again
@@ -153,7 +157,8 @@ class Writes:
                 metrics = [*metrics, *((prefix + k, v, 0) for k, v in scored.items())]
             self._end(run_id, metrics, params, tags, status, again)
         elif kind == "kill":
-            self._end(run_id, [], {}, message[2], "KILLED", again)
+            params = message[3] if len(message) > 3 else {}
+            self._end(run_id, [], params, message[2], "KILLED", again)
         return None
 
     def _end(
@@ -227,7 +232,11 @@ class ProcessWriter:
             name="hpo-mlflow-writer",
             daemon=False,
         )
-        self.process.start()
+        # Ctrl-C in a terminal reaches the whole process group: the study process ends the
+        # writer itself (close(prompt=True)), so the writer ignores SIGINT from its first
+        # instruction (set here, inherited through spawn) and prints no traceback.
+        with _sigint_ignored():
+            self.process.start()
 
     def send(self, message: Message) -> None:
         if self.fallback is None and not self.process.is_alive():
@@ -283,6 +292,19 @@ class ProcessWriter:
             except Exception as err:  # as in the writer: one bad write must not stop the others
                 log.warning("MLflow write %s for run %s failed: %s", message[0], message[1], err)
         self.pending.clear()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored meanwhile (only the main thread may change a signal's handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _serve(uri: str, spool: Path | None, inbox: Any, parent_pid: int, applied: Any) -> None:

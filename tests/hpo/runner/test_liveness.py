@@ -169,18 +169,20 @@ def test_two_workers_reaping_the_same_trial_at_once_fail_and_retry_it_once(
 def test_a_dead_trial_is_failed_with_why_and_its_run_closed(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """recover: the fail reason on the trial in Optuna is the reason on its KILLED run."""
+    """recover: the fail reason on the trial in Optuna is the reason on its KILLED run, which
+    also gets the parameters the trial was trying."""
     _dead_trial(store, "process gone", monkeypatch)
-    killed: list[tuple[str, str]] = []
+    killed: list[tuple[str, str, dict[str, object]]] = []
 
     class Runs:  # the one Tracker method recover calls
-        def kill_run(self, run_id: str, reason: str) -> None:
-            killed.append((run_id, reason))
+        def kill_run(self, run_id: str, reason: str, params: dict[str, object]) -> None:
+            killed.append((run_id, reason, dict(params)))
 
     recover(_worker(store), Runs())  # type: ignore[arg-type]
 
     dead = _worker(store).trials[0]
-    assert killed == [("run-of-the-dead-trial", dead.user_attrs[FAIL_REASON_ATTR])]
+    assert killed == [("run-of-the-dead-trial", dead.user_attrs[FAIL_REASON_ATTR], dead.params)]
+    assert set(dead.params) == {"x"}
     assert dead.user_attrs[FAIL_REASON_ATTR].startswith(f"its worker {socket.gethostname()}:")
 
 
@@ -209,7 +211,7 @@ def test_a_trial_its_own_worker_ends_after_the_reaper_looked_keeps_its_outcome(
     killed: list[str] = []
 
     class Runs:
-        def kill_run(self, run_id: str, reason: str) -> None:
+        def kill_run(self, run_id: str, reason: str, params: dict[str, object]) -> None:
             killed.append(run_id)
 
     reap(reaper, seen, Runs())  # type: ignore[arg-type]

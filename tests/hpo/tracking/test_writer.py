@@ -84,3 +84,29 @@ def test_writes_the_writer_applied_are_not_applied_twice(tmp_path: Path) -> None
     writer.close()
     history = MlflowClient(uri).get_metric_history(run_id, "score")
     assert [m.value for m in history] == [0.25]
+
+
+def test_ctrl_c_reaches_the_writer_but_the_study_process_ends_it(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C goes to the whole process group: the writer ignores it (no
+    KeyboardInterrupt traceback of its own) and still drains when the study closes it."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    (run_id,) = open_runs(uri, 1)
+    writer = ProcessWriter(uri)
+    os.kill(writer.process.pid, signal.SIGINT)  # at once: the writer is still importing
+    writer.send(("open", run_id))
+    writer.send(end(run_id, 0.5))
+    writer.close()
+
+    assert writer.process.exitcode == 0, "it ran to the end of its queue"
+    assert MlflowClient(uri).get_run(run_id).data.metrics["score"] == 0.5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "ours is untouched"
+
+
+def test_a_killed_trials_run_keeps_the_parameters_it_was_trying(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    (run_id,) = open_runs(uri, 1)
+    writer = writer_module.InlineWriter(uri)
+    writer.send(("kill", run_id, {"hpo.state": "KILLED"}, {"x": "0.25"}))
+
+    run = MlflowClient(uri).get_run(run_id)
+    assert (run.info.status, run.data.params) == ("KILLED", {"x": "0.25"})
