@@ -131,6 +131,10 @@ class EvaluationConfig:
     # out-of-fold scores (never the test rows): evaluation.cost.fn=5 (a false negative costs
     # five false positives); unset: 0.5.
     cost: CostConfig = field(default_factory=CostConfig)
+    # The winner's validation curve (along its main complexity knob) and learning curve,
+    # refit on the study's folds, with a bias/variance verdict: about a dozen trials' fits.
+    # auto: drawn when those fits are estimated at a minute or less; true: always; false.
+    curves: Any = "auto"
 
 
 @dataclass

@@ -43,6 +43,7 @@ DIRECTION_TAG = "hpo.direction"
 OBJECTIVES_TAG = "hpo.objectives"
 BEST_TRIAL_TAG = "hpo.best_trial"
 PARETO_FRONT_TAG = "hpo.pareto_front"
+BIAS_VARIANCE_TAG = "hpo.bias_variance"  # the winner's verdict from its curves
 TIES_TAG = "hpo.ties"  # next best trials the winner cannot be told apart from, or "none"
 MODEL_TRIAL_TAG = "hpo.model_trial"
 MODEL_URI_TAG = "hpo.model_uri"

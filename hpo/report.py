@@ -55,6 +55,7 @@ class Summary:
     bbc: Estimate | None = None  # BBC-CV: the winner's score corrected for being chosen
     bbc_note: str = ""  # why there is no BBC-CV estimate, where one was asked for
     threshold: Threshold | None = None  # a binary task's, chosen by cost (evaluation.cost)
+    bias_variance: str = ""  # the verdict of the winner's curves, or why there are none
 
     def text(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in self.counts.items())
@@ -89,6 +90,8 @@ class Summary:
                     f"out-of-fold scores: expected cost {t.cost:.4g} a row "
                     f"({t.cost_at_half:.4g} at 0.5)"
                 )
+            if self.bias_variance:
+                lines.append(f"  bias/variance: {self.bias_variance}")
             if self.test_value is not None:
                 lines.append(
                     f"  test {self.metric}: {self.test_value:.4f} "

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
-from hpo import report
+from hpo import failpoints, report
 from hpo.config import Config, to_yaml
+from hpo.errors import disk_full
 from hpo.names import (
     BEST_TRIAL_TAG,
+    BIAS_VARIANCE_TAG,
     CV_ATTR,
     CV_FIT_FACTS,
     MODEL_TRIAL_TAG,
@@ -27,7 +29,7 @@ from hpo.names import (
     TIES_TAG,
 )
 from hpo.runner.plan import Plan
-from hpo.runner.winner import bbc, judged_threshold, report_page, rivals_tied
+from hpo.runner.winner import bbc, bias_variance, judged_threshold, report_page, rivals_tied
 from hpo.secrets import mask
 from hpo.storages import display_url
 from hpo.tracking.spool import quiet
@@ -73,13 +75,15 @@ def finish(
         test_scores = np.asarray(plan.objective.predict(model, plan.test.X))
         summary.test_value = plan.metric(plan.test.y, test_scores)
         summary.test_rows = len(plan.test.y)
+    curves: list[tuple[str, str]] = []
     if best is not None and not plan.further_objectives:
         summary.threshold = judged_threshold(plan, best)
+        summary.bias_variance, curves = bias_variance(plan, study, best)
     if tracker is None:
         return summary
     texts = [("config.yaml", mask(to_yaml(cfg))), *report.plots(study, summary)]
     if best is not None and not plan.further_objectives:
-        texts += report_page(plan, best, summary.threshold, test_scores)
+        texts += report_page(plan, best, summary.threshold, test_scores) + curves
     try:
         with quiet():
             _on_parent_run(
@@ -102,10 +106,14 @@ def _model_wanted(tracker: Tracker, best: int) -> tuple[bool, str | None]:
 
 def _away(err: Exception, tracker: Tracker) -> None:
     """Tracking is unreachable at the end (else raise ``err``): the tracker's last line
-    says what is missing and what to do."""
+    says what is missing and what to do.
+
+    A full disk (the artifacts' or the store's) is raised too: it does not come back
+    by itself, so the study stops with the summary and one line naming the disk and
+    the fix (hpo.runner.loop), and its parent run is closed rather than left RUNNING."""
     from hpo.tracking.writer import unreachable
 
-    if not unreachable(err):
+    if not unreachable(err) or disk_full(err):
         raise err
     tracker.study_unfinished(err)
 
@@ -152,6 +160,8 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
             BEST_TRIAL_TAG: str(summary.best_number),
             **{f"best.{k}": str(v) for k, v in summary.best_params.items()},
         }
+        if summary.bias_variance:
+            tags[BIAS_VARIANCE_TAG] = summary.bias_variance[:5000]
         if summary.compared:  # the next best trials the winner cannot be told apart from
             tags[TIES_TAG] = ",".join(str(t) for t in summary.ties) or "none"
         if summary.front:
@@ -203,5 +213,6 @@ def _log_model(
             np.asarray(plan.objective.predict(model, sample)),
             best.number,
         )
+    failpoints.reached("finish.model-logged")
     uri = keep_one(tracker, best.number) or logged
     tracker.log_study({}, {MODEL_TRIAL_TAG: str(best.number), MODEL_URI_TAG: uri}, [])

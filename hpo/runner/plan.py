@@ -47,6 +47,7 @@ from objectives.base import BadSetting, Objective
 
 log = logging.getLogger(__name__)
 Direction = Literal["maximize", "minimize"]
+Curves = Literal["auto", "on", "off"]
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Plan:
     test: Dataset | None = None  # held-out rows (evaluation.test_size): only the winner sees them
     bbc_boot: int = 0  # bootstraps of BBC-CV at the end (evaluation.bbc_boot); 0: none
     cost: tuple[float, float] | None = None  # (fp, fn): a binary task's threshold by cost
+    curves: Curves = "auto"  # the winner's bias/variance curves (evaluation.curves)
 
     @property
     def directions(self) -> list[Direction]:
@@ -157,7 +159,20 @@ def make_plan(cfg: Config) -> Plan:
         test,
         int(cfg.evaluation.bbc_boot),
         _cost(cfg.evaluation.cost, data),
+        _curves(cfg.evaluation.curves),
     )
+
+
+def _curves(value: object) -> Curves:
+    """``evaluation.curves`` as auto, on or off (Hydra gives true/false as booleans)."""
+    said = str(value).strip().lower()
+    if said == "auto":
+        return "auto"
+    if said in ("true", "on", "yes", "1"):
+        return "on"
+    if said in ("false", "off", "no", "0", "none", "null"):
+        return "off"
+    raise UserError(f"evaluation.curves is '{value}': use auto, true or false")
 
 
 def _cost(cost: CostConfig, data: Dataset) -> tuple[float, float] | None:

@@ -10,6 +10,7 @@ task's threshold is chosen by cost on out-of-fold scores only.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,14 @@ from hpo.evaluation import (
     classification_report,
     regression_report,
 )
+from hpo.evaluation.curves import bias_and_variance
 from hpo.names import CV_ATTR, CV_FOLD_VALUES, OOF_ATTR
 from hpo.runner.plan import Plan
 
 RIVALS = 5  # next best trials the winner is tested against
+CURVE_SECONDS = 60.0  # evaluation.curves=auto draws the curves when refits take about this
+CURVE_FITS = 12  # per fold: up to 7 values along the knob and 5 shares of the rows
+CURVES_PAGE = "evaluation/bias_variance.html"
 
 
 def oof_rows(plan: Plan) -> np.ndarray:
@@ -127,3 +132,50 @@ def rivals_tied(
     n_train = round(float(np.mean([len(train) for train, _ in plan.folds])))
     others = {t.number: folds_of(t) for t in rivals}
     return indistinguishable(folds_of(best), others, n_train, n_test), len(rivals)
+
+
+def bias_variance(
+    plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial
+) -> tuple[str, list[tuple[str, str]]]:
+    """The winner's bias/variance verdict and its curves page, or why there are none.
+
+    The curves refit the winner about a dozen times per fold, so under
+    ``evaluation.curves=auto`` they are drawn only when the study's trials say
+    that takes a minute or less; the line then says how to ask for them.
+    """
+    if plan.curves == "off":
+        return "", []
+    if plan.leave_one_out:
+        return "no curves under leave-one-out (each fold scores one row)", []
+    if plan.curves == "auto":
+        seconds = CURVE_FITS * _trial_seconds(study)
+        if seconds > CURVE_SECONDS:
+            return f"not drawn: about {seconds:.0f} s of refits (evaluation.curves=true)", []
+    space = {p.name: p for p in plan.space.params}
+    found = bias_and_variance(
+        plan.objective, dict(best.params), plan.cv_setup, space, _importances(study)
+    )
+    where = f"{len(plan.folds)} folds of {len(plan.data.y)} tuning rows"
+    figures = found.figures(plan.spec.metric, where)
+    page = Report({}, figures).page(f"Trial {best.number}, the winner: bias and variance")
+    return found.verdict, [(CURVES_PAGE, page)]
+
+
+def _trial_seconds(study: optuna.Study) -> float:
+    """The median wall time of a complete trial: all its folds, as the curves fit them."""
+    done = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.datetime_start is not None and t.datetime_complete is not None
+    ]
+    return float(np.median(done)) if done else 0.0
+
+
+def _importances(study: optuna.Study) -> dict[str, float] | None:
+    """Optuna's parameter importances, to choose the knob; None when they cannot be had."""
+    try:
+        with warnings.catch_warnings():  # "importances will be equal" among few trials: fine
+            warnings.simplefilter("ignore", UserWarning)
+            return dict(optuna.importance.get_param_importances(study))
+    except (ValueError, RuntimeError):  # too few trials, or one value per parameter
+        return None

@@ -28,6 +28,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from hpo import failpoints
 from hpo.cv import cross_validate
 from hpo.names import (
     CHALLENGED_PREFIX,
@@ -146,10 +147,12 @@ def challenge(
             VALUE_TAG: repr(decision.challenger_value),
         },
     )
+    failpoints.reached("night.registered")
     decision.version = str(version.version)
     client.set_model_version_tag(model_name, version.version, DECISION_TAG, decision.outcome)
     client.set_registered_model_alias(model_name, "challenger", version.version)
     _record(client, parent_id, decision, version_tags.get(NIGHT_TAG, ""))
+    failpoints.reached("night.recorded")
     if decision.promoted:  # last: a night that fails before here leaves the champion as it was
         _promote(client, model_name, alias, decision.version)
     log.info("%s: %s", model_name, decision.line())

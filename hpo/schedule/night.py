@@ -25,7 +25,7 @@ import numpy as np
 import optuna
 from mlflow.tracking import MlflowClient
 
-from hpo import report
+from hpo import failpoints, report
 from hpo.config import Config
 from hpo.errors import UserError
 from hpo.names import (
@@ -91,6 +91,7 @@ def run_scheduled(cfg: Config) -> report.Summary:
             _publish(ledger, base, str(cfg.study.metric), night, parent)
             raise
         ledger.close()
+        failpoints.reached("night.closed")
         _publish(ledger, base, str(cfg.study.metric), night, parent)
         return summary
 
@@ -137,6 +138,7 @@ def _night(
         assert summary is not None  # not trials_only: run() reports
     finally:  # a failed night's parent run is tagged too
         parent += _tag_parent(storage, name, client, ledger, tags)
+    failpoints.reached("night.trials-done")
     study = optuna.load_study(study_name=name, storage=storage)
     ledger.record({}, {"best_value": summary.best_value})
     if summary.best_value is None:
@@ -151,6 +153,7 @@ def _night(
         float(cfg.schedule.min_improvement),
         {NIGHT_TAG: night, STUDY_TAG: name, FINGERPRINT_TAG: fingerprint},
     )
+    failpoints.reached("night.promoted")
     ledger.record(decision.tags(), _figures(decision))
     summary.where |= {
         "warm start": warm.line(),

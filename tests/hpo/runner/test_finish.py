@@ -148,7 +148,15 @@ def test_the_winners_evaluation_pages_and_cost_threshold_are_on_the_parent_run(m
     assert parent.data.metrics["expected_cost"] <= parent.data.metrics["expected_cost_at_half"]
     client = MlflowClient(cfg.tracking.uri)
     pages = {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")}
-    assert pages == {"evaluation/out_of_fold.html", "evaluation/test.html"}
+    assert pages == {
+        "evaluation/out_of_fold.html",
+        "evaluation/test.html",
+        "evaluation/bias_variance.html",  # evaluation.curves=auto: a cheap winner's curves
+    }
+    assert parent.data.tags["hpo.bias_variance"] == summary.bias_variance
+    assert f"bias/variance: {summary.bias_variance}" in summary.text()
+    curves = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/evaluation/bias_variance.html")
+    assert "Validation curve along" in curves and "Learning curve" in curves
     page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/evaluation/test.html")
     assert "held-out test rows" in page and f"threshold {summary.threshold.value:.3g}" in page
     assert page.count("plotly.js v") == 1
