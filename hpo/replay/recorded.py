@@ -26,7 +26,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from hpo.cli import first_line
 from hpo.config import Config, typed
 from hpo.errors import UserError
-from hpo.names import ROLE_STUDY, ROLE_TAG, STATE_TAG, STUDY_TAG, TRIAL_TAG
+from hpo.names import CONFIG_ARTIFACT, ROLE_STUDY, ROLE_TAG, STATE_TAG, STUDY_TAG, TRIAL_TAG
 from hpo.secrets import mask
 from hpo.space import Space
 from hpo.storages import storage_file
@@ -34,8 +34,6 @@ from hpo.tracking.tracker import bound_calls, check_server, is_server
 
 # MLflow draws a progress bar on stderr for every download: noise around a one-line answer.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-CONFIG_ARTIFACT = "config.yaml"  # hpo/runner/finish.py writes it on the parent run
 
 
 class NotReplayable(Exception):

@@ -3,8 +3,8 @@
 Two records can say which versions a study ran with, best first:
 
 - tags on the parent run, one per distribution, under the prefix
-  ``hpo.names.VERSION_PREFIX`` (not written yet: read as soon as names.py
-  defines it and hpo/runner/finish.py writes it);
+  ``hpo.names.VERSION_PREFIX``, written when the parent run is created
+  (hpo/runner/opening.py, from hpo/versions.py);
 - the best model's ``requirements.txt``, pinned to the versions installed
   when the study finished (hpo/tracking/models.py ``pinned``): only the
   packages the objective names (``Objective.requirements``).
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 
 import mlflow
@@ -25,11 +24,9 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from hpo import names
-from hpo.names import MODEL_URI_TAG
+from hpo.names import MODEL_URI_TAG, VERSION_PREFIX
+from hpo.versions import installed, watched_installed
 
-# Import names of the packages a trial's value rests on, said when nothing recorded them.
-WATCHED = ("optuna", "sklearn", "xgboost", "torch")
 NOT_SCORING = ("mlflow", "mlflow-skinny")  # in every model's requirements
 
 
@@ -59,12 +56,11 @@ def check(client: MlflowClient, parent: Run) -> Versions:
 
 def recorded_versions(client: MlflowClient, parent: Run) -> tuple[dict[str, str], str]:
     """{distribution: version} as the study recorded them, and where; empty: nowhere."""
-    prefix = getattr(names, "VERSION_PREFIX", None)
     tags = parent.data.tags
-    if isinstance(prefix, str) and prefix:
-        tagged = {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
-        if tagged:
-            return tagged, "tags on the study's run"
+    prefix = VERSION_PREFIX
+    tagged = {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
+    if tagged:
+        return tagged, "tags on the study's run"
     uri = tags.get(MODEL_URI_TAG)
     pins = model_requirements(client, uri) if uri else {}
     return pins, "the best model's requirements"
@@ -92,26 +88,6 @@ def model_requirements(client: MlflowClient, uri: str) -> dict[str, str]:
         if sep and name.strip().lower() not in NOT_SCORING:
             pins[name.strip()] = pinned.strip()
     return pins
-
-
-def installed(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
-def watched_installed() -> list[tuple[str, str]]:
-    """(distribution, version) of each WATCHED package installed (xgboost may be the
-    distribution xgboost-cpu)."""
-    providers = packages_distributions()
-    found = []
-    for module in WATCHED:
-        for dist in dict.fromkeys(providers.get(module, [])):
-            now = installed(dist)
-            if now is not None:
-                found.append((dist, now))
-    return found
 
 
 def public(text: str) -> str:

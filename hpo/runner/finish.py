@@ -21,6 +21,7 @@ from hpo.errors import disk_full
 from hpo.names import (
     BEST_TRIAL_TAG,
     BIAS_VARIANCE_TAG,
+    CONFIG_ARTIFACT,
     CV_ATTR,
     CV_FIT_FACTS,
     MODEL_TRIAL_TAG,
@@ -81,7 +82,7 @@ def finish(
         summary.bias_variance, curves = bias_variance(plan, study, best)
     if tracker is None:
         return summary
-    texts = [("config.yaml", mask(to_yaml(cfg))), *report.plots(study, summary)]
+    texts = [(CONFIG_ARTIFACT, mask(to_yaml(cfg))), *report.plots(study, summary)]
     if best is not None and not plan.further_objectives:
         texts += report_page(plan, best, summary.threshold, test_scores) + curves
     try:

@@ -14,16 +14,19 @@ import optuna
 
 from hpo.errors import UserError
 from hpo.names import (
+    CONFIG_ARTIFACT,
     DATA_ATTR,
     DIRECTION_TAG,
     FOLDS_ATTR,
     METRIC_TAG,
     OBJECTIVES_TAG,
     PARENT_ATTR,
+    VERSION_PREFIX,
 )
 from hpo.runner.liveness import recover
 from hpo.runner.plan import Plan
 from hpo.storages import study_lock
+from hpo.versions import watched_installed
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
@@ -56,9 +59,12 @@ def _open_parent(study: optuna.Study, plan: Plan, tracker: Tracker) -> None:
     tags = {METRIC_TAG: plan.spec.metric, DIRECTION_TAG: plan.direction}
     if plan.further_objectives:
         tags[OBJECTIVES_TAG] = ", ".join(f"{o.name} {o.direction}" for o in plan.further_objectives)
+    tags |= {VERSION_PREFIX + dist: v for dist, v in watched_installed()}  # for hpo.replay
     parent = tracker.open_parent(existing, tags)
     if parent != existing:
         study.set_user_attr(PARENT_ATTR, parent)
+        if plan.config_text:  # the composed config, for hpo.replay: before any trial ends
+            tracker.log_study({}, {}, [(CONFIG_ARTIFACT, plan.config_text)])
 
 
 def check_compatible(study: optuna.Study, plan: Plan) -> None:

@@ -27,6 +27,7 @@ from hpo.config import (
     ExtraObjective,
     StudyConfig,
     effective_cv,
+    to_yaml,
 )
 from hpo.cv import CVSetup, Folds, folds_side_by_side, make_folds
 from hpo.data import Dataset, load_data
@@ -42,6 +43,7 @@ from hpo.samplers import (
     sampler_traits,
     trial_sampler,
 )
+from hpo.secrets import mask
 from hpo.space import Space, parse_space
 from objectives.base import BadSetting, Objective
 
@@ -76,6 +78,7 @@ class Plan:
     bbc_boot: int = 0  # bootstraps of BBC-CV at the end (evaluation.bbc_boot); 0: none
     cost: tuple[float, float] | None = None  # (fp, fn): a binary task's threshold by cost
     curves: Curves = "auto"  # the winner's bias/variance curves (evaluation.curves)
+    config_text: str = ""  # the composed config as YAML, passwords masked (for the parent run)
 
     @property
     def directions(self) -> list[Direction]:
@@ -160,6 +163,7 @@ def make_plan(cfg: Config) -> Plan:
         int(cfg.evaluation.bbc_boot),
         _cost(cfg.evaluation.cost, data),
         _curves(cfg.evaluation.curves),
+        mask(to_yaml(cfg)),
     )
 
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,7 +62,7 @@ def test_a_finished_trial_replays_to_its_recorded_value(make_cfg, capsys) -> Non
     shown = re.escape(f"recorded {recorded:.4f}, within 1e-6")
     assert re.match(rf"trial 1 of {cfg.study.name} replayed: f1 \d\.\d{{4}} \({shown}\)", out[0])
     assert "data and CV folds as the study recorded" in out[0]
-    assert "xgboost-cpu" in out[0] and "as recorded (the best model's requirements)" in out[0]
+    assert "xgboost-cpu" in out[0] and "as recorded (tags on the study's run)" in out[0]
 
 
 def test_an_edited_data_file_is_one_line_naming_the_fingerprint(
@@ -124,16 +125,20 @@ def test_the_study_run_and_a_package_version_that_differs(make_cfg, capsys, monk
 
 
 def test_versions_tagged_on_the_study_run_come_before_the_model_requirements(
-    make_cfg, capsys, monkeypatch
+    make_cfg, capsys
 ) -> None:
-    """Once finish.py tags the parent run with versions (names.VERSION_PREFIX), those are
-    what the replay compares."""
+    """The parent run is tagged with the versions installed when it was created (under
+    names.VERSION_PREFIX): those are what the replay compares."""
     cfg = finished(make_cfg, *PRIOR, "study.n_trials=1")
     parent, children = runs(cfg)
-    monkeypatch.setattr(names, "VERSION_PREFIX", "hpo.version.", raising=False)
+    optuna_version = replay_versions.installed("optuna")
+    assert parent.data.tags[names.VERSION_PREFIX + "optuna"] == optuna_version
+    assert parent.data.tags[names.VERSION_PREFIX + "numpy"] == replay_versions.installed("numpy")
+    status, out, _ = replay(cfg, children[0].info.run_id, capsys)
+    assert status == 0 and "as recorded (tags on the study's run)" in out[0], out
+
     client = MlflowClient(cfg.tracking.uri)
-    client.set_tag(parent.info.run_id, "hpo.version.numpy", "1.0.0")
-    client.set_tag(parent.info.run_id, "hpo.version.optuna", replay_versions.installed("optuna"))
+    client.set_tag(parent.info.run_id, names.VERSION_PREFIX + "numpy", "1.0.0")
     status, out, _ = replay(cfg, children[0].info.run_id, capsys)
     assert status == 1
     assert f"numpy 1.0.0 recorded, {replay_versions.installed('numpy')} installed" in out[0]
@@ -149,9 +154,24 @@ def test_a_masked_storage_password_comes_back_from_the_environment(monkeypatch) 
         _unmasked(masked)
 
 
-def test_a_parent_run_without_config_yaml_cannot_be_replayed(make_cfg, capsys) -> None:
+def test_a_trial_of_a_study_that_never_finished_replays(make_cfg, capsys) -> None:
+    """config.yaml is on the parent run from its creation, not only from the study's end."""
     cfg = finished(make_cfg, *PRIOR, "study.n_trials=1", "trials_only=true")  # never finished
+    _, children = runs(cfg)
+    status, out, _ = replay(cfg, children[0].info.run_id, capsys)
+    assert status == 0 and " replayed: roc_auc 0.5000 (recorded 0.5000" in out[0], out
+
+
+def test_a_parent_run_without_config_yaml_cannot_be_replayed(make_cfg, capsys) -> None:
+    """A study logged before config.yaml was written at the start (or the file lost)."""
+    cfg = finished(make_cfg, *PRIOR, "study.n_trials=1")
     parent, children = runs(cfg)
+    where = mlflow.artifacts.download_artifacts(
+        f"runs:/{parent.info.run_id}/config.yaml"
+    )  # a local store: the download is a copy, so remove the stored file itself
+    stored = Path(parent.info.artifact_uri.removeprefix("file://")) / "config.yaml"
+    assert Path(where).exists() and stored.exists()
+    stored.unlink()
     status, out, _ = replay(cfg, children[0].info.run_id, capsys)
     assert status == 1 and len(out) == 1
     assert (
