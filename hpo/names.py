@@ -49,6 +49,7 @@ BIAS_VARIANCE_TAG = "hpo.bias_variance"  # the winner's verdict from its curves
 TIES_TAG = "hpo.ties"  # next best trials the winner cannot be told apart from, or "none"
 MODEL_TRIAL_TAG = "hpo.model_trial"
 MODEL_URI_TAG = "hpo.model_uri"
+DECISION_MODEL_URI_TAG = "hpo.decision_model_uri"  # best_model with the cost threshold applied
 
 # --- MLflow tags: written by hpo.check ----------------------------------------------
 REPAIRED_TAG = "hpo.repaired"  # the value is the tool that repaired the run

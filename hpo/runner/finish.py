@@ -18,12 +18,14 @@ import optuna
 from hpo import failpoints, report
 from hpo.config import Config, to_yaml
 from hpo.errors import disk_full
+from hpo.evaluation import Threshold
 from hpo.names import (
     BEST_TRIAL_TAG,
     BIAS_VARIANCE_TAG,
     CONFIG_ARTIFACT,
     CV_ATTR,
     CV_FIT_FACTS,
+    DECISION_MODEL_URI_TAG,
     MODEL_TRIAL_TAG,
     MODEL_URI_TAG,
     PARETO_FRONT_TAG,
@@ -109,12 +111,13 @@ def _away(err: Exception, tracker: Tracker) -> None:
     """Tracking is unreachable at the end (else raise ``err``): the tracker's last line
     says what is missing and what to do.
 
-    A full disk (the artifacts' or the store's) is raised too: it does not come back
-    by itself, so the study stops with the summary and one line naming the disk and
-    the fix (hpo.runner.loop), and its parent run is closed rather than left RUNNING."""
+    A local disk without room for the plots and model (an OSError, ENOSPC) is raised
+    too: unlike a store that is away, nothing waits for it in the spool and it does
+    not come back by itself, so the study stops with the summary and one line naming
+    the full disk and the fix (hpo.runner.loop), its parent run closed, not RUNNING."""
     from hpo.tracking.writer import unreachable
 
-    if not unreachable(err) or disk_full(err):
+    if not unreachable(err) or (isinstance(err, OSError) and disk_full(err)):
         raise err
     tracker.study_unfinished(err)
 
@@ -135,7 +138,7 @@ def _on_parent_run(
     tracker.flush()
     tracker.log_study(metrics, tags, texts)
     if new_best is not None:
-        _log_model(plan, new_best, model, tracker, logged)
+        _log_model(plan, new_best, model, tracker, logged, summary.threshold)
     tracker.close_study(status)
 
 
@@ -199,10 +202,12 @@ def _log_model(
     model: Any,
     tracker: Tracker,
     logged: str | None,
+    threshold: Threshold | None = None,
 ) -> None:
     """Log the refit ``model`` of ``best`` on the parent run (unless ``logged`` already),
-    keep one model of the trial, and remember it by the parent run's tags."""
-    from hpo.tracking.models import keep_one, log_model
+    keep one model of the trial, and remember it by the parent run's tags; with a
+    threshold chosen by cost, also the model that applies it (``decision_model``)."""
+    from hpo.tracking.models import keep_one, log_decision_model, log_model
 
     if logged is None:
         sample = plan.data.X[:5]
@@ -216,4 +221,10 @@ def _log_model(
         )
     failpoints.reached("finish.model-logged")
     uri = keep_one(tracker, best.number) or logged
-    tracker.log_study({}, {MODEL_TRIAL_TAG: str(best.number), MODEL_URI_TAG: uri}, [])
+    tags = {MODEL_TRIAL_TAG: str(best.number), MODEL_URI_TAG: uri}
+    if threshold is not None:
+        sample = plan.data.X[:5]
+        tags[DECISION_MODEL_URI_TAG] = log_decision_model(
+            tracker, plan.objective, uri, threshold, sample, best.number
+        )
+    tracker.log_study({}, tags, [])

@@ -11,9 +11,11 @@ import contextlib
 import importlib
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+import numpy as np
 from mlflow.entities import LoggedModel, LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
@@ -21,6 +23,7 @@ from mlflow.models import ModelSignature, infer_signature
 from hpo.names import TRIAL_TAG
 
 if TYPE_CHECKING:
+    from hpo.evaluation import Threshold
     from hpo.tracking.tracker import Tracker
     from objectives.base import Objective
 
@@ -115,3 +118,42 @@ def keep_one(tracker: Tracker, trial_number: int) -> str | None:
         with contextlib.suppress(MlflowException):  # deleted already by another process
             tracker.client.delete_logged_model(extra.model_id)
     return str(models[0].model_uri) if models else None
+
+
+DECISION_MODEL = Path(__file__).with_name("decision_model.py")  # MLflow's "models from code"
+
+
+def log_decision_model(
+    tracker: Tracker,
+    objective: Objective,
+    scorer_uri: str,
+    threshold: Threshold,
+    X_sample: Any,
+    trial_number: int,
+) -> str:
+    """Log ``decision_model`` on the parent run: the scorer at ``scorer_uri`` (the best
+    model) with the cost-chosen ``threshold`` applied, so that serving it gives 0/1."""
+    assert tracker.parent_id is not None
+    config = {
+        "threshold": threshold.value,
+        "cost_fp": threshold.cost_fp,
+        "cost_fn": threshold.cost_fn,
+        "expected_cost": threshold.cost,
+    }
+    decisions = np.zeros(len(X_sample), dtype=np.int64)
+    signature = infer_signature(X_sample, decisions, params={"threshold": threshold.value})
+    mlflow.set_tracking_uri(tracker.uri)
+    with mlflow.start_run(run_id=tracker.parent_id):
+        info = mlflow.pyfunc.log_model(
+            name="decision_model",
+            python_model=str(DECISION_MODEL),
+            artifacts={"scorer": scorer_uri},
+            model_config=config,
+            signature=signature,
+            input_example=X_sample,
+            pip_requirements=pinned(objective.requirements) or None,
+            metadata={**config, "chosen_by": "least expected cost on out-of-fold scores"},
+            tags={TRIAL_TAG: str(trial_number)},
+        )
+    tracker.client.update_run(tracker.parent_id, status="RUNNING")
+    return str(info.model_uri)

@@ -160,3 +160,16 @@ def test_the_winners_evaluation_pages_and_cost_threshold_are_on_the_parent_run(m
     page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/evaluation/test.html")
     assert "held-out test rows" in page and f"threshold {summary.threshold.value:.3g}" in page
     assert page.count("plotly.js v") == 1
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)  # the decision model loads its scorer by URI
+    scorer = mlflow.pyfunc.load_model(parent.data.tags["hpo.model_uri"])
+    decider = mlflow.pyfunc.load_model(parent.data.tags["hpo.decision_model_uri"])
+    from hpo.data import load_data
+
+    X = load_data("breast_cancer", "classification", 0).X[:40]
+    scores = np.asarray(scorer.predict(X))
+    cut = summary.threshold.value
+    assert np.array_equal(decider.predict(X), (scores >= cut).astype(int)), "it applies the cut"
+    assert np.array_equal(decider.predict(X, params={"threshold": 0.5}), (scores >= 0.5) * 1)
+    assert decider.metadata.metadata["threshold"] == pytest.approx(cut)
+    assert decider.metadata.metadata["cost_fn"] == 5.0
