@@ -118,6 +118,19 @@ class CostConfig:
 
 
 @dataclass
+class NestedConfig:
+    """Nested cross-validation of the whole procedure (tuning and refit), after the study.
+
+    ``outer`` folds split the tuning rows as the study's CV does; in each, a study of
+    ``trials`` trials (default: the study's n_trials) tunes on the outer-training rows
+    and its refit winner is scored on the outer-test rows. ``only``: skip the study."""
+
+    outer: int = 0  # 0: off
+    trials: int | None = None
+    only: bool = False
+
+
+@dataclass
 class EvaluationConfig:
     """How the winner is judged beyond its CV score."""
 
@@ -135,6 +148,9 @@ class EvaluationConfig:
     # refit on the study's folds, with a bias/variance verdict: about a dozen trials' fits.
     # auto: drawn when those fits are estimated at a minute or less; true: always; false.
     curves: Any = "auto"
+    # Nested CV (hpo/evaluation/nested.py): evaluation.nested.outer=5 estimates the whole
+    # procedure, tuning included, on outer folds no inner study saw. 0: off.
+    nested: NestedConfig = field(default_factory=NestedConfig)
 
 
 @dataclass
@@ -145,6 +161,7 @@ class ScheduleConfig:
     date: str | None = None  # the night's logical date, YYYY-MM-DD; default: today in UTC
     warm_start: int = 5  # the previous night's best parameter sets tried first; 0: none
     min_improvement: float = 0.0  # mean paired fold gain a challenger needs to be promoted
+    alpha: float = 0.05  # and a one-sided p below this (corrected t-test); 1: no test
     model_name: str | None = None  # registered model; default: the study name
     alias: str = "champion"
 

@@ -6,12 +6,16 @@ rows it was trained on. Instead the champion's parameters (kept on its model
 version) are cross-validated again on tonight's data and tonight's folds,
 exactly as tonight's trials were, and paired fold by fold with the
 challenger's fold values. The challenger is promoted when the mean paired
-gain (in the metric's direction) is positive and at least
-``schedule.min_improvement``. The first night promotes its winner.
+gain (in the metric's direction) is positive, at least
+``schedule.min_improvement``, and significant: the corrected resampled t-test
+(Nadeau and Bengio, as the summary's "cannot be told apart" line uses) gives
+a one-sided p below ``schedule.alpha`` (default 0.05; 1 turns the test off).
+With one fold (holdout) there is no spread to test: the gain alone decides.
+The first night promotes its winner.
 
 The challenger is the best of many trials on these folds, so its fold values
-lean optimistic (the winner's curse); ``min_improvement`` is the margin that
-absorbs it.
+lean optimistic (the winner's curse); the test and ``min_improvement`` are
+the margins that absorb it: a night that is only luckier is kept.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from mlflow.tracking import MlflowClient
 
 from hpo import failpoints
 from hpo.cv import cross_validate
+from hpo.estimates import corrected_t_test
 from hpo.names import (
     CHALLENGED_PREFIX,
     CHAMPION_PREFIX,
@@ -58,9 +63,11 @@ class Decision:
     challenger_value: float  # mean over tonight's folds
     n_folds: int
     min_improvement: float
+    alpha: float = 1.0  # the one-sided p a gain needs (schedule.alpha)
     champion_value: float | None = None  # the champion's parameters, same folds
     diff_mean: float | None = None  # per-fold gain of the challenger, > 0 is better
     diff_std: float | None = None
+    p_value: float | None = None  # one-sided, corrected resampled t-test of the gains
     champion_version: str | None = None
     champion_run: str | None = None
 
@@ -75,9 +82,15 @@ class Decision:
         return (
             f"{head}: challenger {self.challenger_value:.4f} vs champion (version "
             f"{self.champion_version}) {self.champion_value:.4f} on the same {self.n_folds} folds, "
-            f"mean paired gain {self.diff_mean:+.4f} ± {self.diff_std:.4f} "
-            f"(needs > 0 and >= {self.min_improvement:g})"
+            f"mean paired gain {self.diff_mean:+.4f} ± {self.diff_std:.4f}{self._p()} "
+            f"(needs > 0 and >= {self.min_improvement:g}{self._needs()})"
         )
+
+    def _p(self) -> str:
+        return "" if self.p_value is None else f", p {self.p_value:.3g}"
+
+    def _needs(self) -> str:
+        return "" if self.p_value is None or self.alpha >= 1 else f", p < {self.alpha:g}"
 
     def tags(self) -> dict[str, str]:
         """``hpo.champion.*`` tags: the outcome is ``hpo.champion.decision``."""
@@ -109,6 +122,7 @@ def challenge(
     alias: str,
     min_improvement: float,
     version_tags: dict[str, str],
+    alpha: float = 0.05,
 ) -> Decision:
     """Register tonight's best model and give it ``alias`` if it beats the current holder.
 
@@ -128,7 +142,7 @@ def challenge(
         raise RuntimeError(f"the parent run has no refit model of trial {best.number}")
     folds = [float(v) for v in best.user_attrs[CV_ATTR]["fold_values"]]
     value = float(np.mean(folds))
-    decision = Decision("first", best.number, "", value, len(folds), min_improvement)
+    decision = Decision("first", best.number, "", value, len(folds), min_improvement, alpha)
     _ensure_model(client, model_name)
     champion = _holder(client, model_name, alias)
     if champion is not None:
@@ -198,7 +212,24 @@ def _compare(plan: Plan, champion: ModelVersion, folds: list[float], decision: D
     decision.champion_version = str(champion.version)
     decision.champion_run = champion.run_id
     better = decision.diff_mean > 0 and decision.diff_mean >= decision.min_improvement
+    if len(gains) > 1:  # one fold: no spread to test, the gain alone decides
+        decision.p_value = one_sided_p(gains.tolist(), *fold_sizes(plan))
+        better = better and decision.p_value < decision.alpha
     decision.outcome = "promoted" if better else "kept"
+
+
+def fold_sizes(plan: Plan) -> tuple[int, int]:
+    """(training rows, validation rows) per fold, the means over the study's folds."""
+    n_train = round(float(np.mean([len(train) for train, _ in plan.folds])))
+    n_test = round(float(np.mean([len(valid) for _, valid in plan.folds])))
+    return n_train, n_test
+
+
+def one_sided_p(gains: list[float], n_train: int, n_test: int) -> float:
+    """p of "the challenger is better" from its paired fold gains (> 0: better), by the
+    corrected resampled t-test: half the two-sided p when the mean gain is positive."""
+    test = corrected_t_test(gains, [0.0] * len(gains), n_train, n_test)
+    return test.p_value / 2 if test.mean_diff > 0 else 1 - test.p_value / 2
 
 
 def _record(client: MlflowClient, parent_id: str, decision: Decision, night: str) -> None:

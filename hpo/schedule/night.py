@@ -152,6 +152,7 @@ def _night(
         str(cfg.schedule.alias),
         float(cfg.schedule.min_improvement),
         {NIGHT_TAG: night, STUDY_TAG: name, FINGERPRINT_TAG: fingerprint},
+        float(cfg.schedule.alpha),
     )
     failpoints.reached("night.promoted")
     ledger.record(decision.tags(), _figures(decision))
@@ -213,6 +214,7 @@ def _figures(decision: Decision) -> dict[str, float | None]:
         "champion_value": decision.champion_value,
         "paired_gain_mean": decision.diff_mean,
         "paired_gain_std": decision.diff_std,
+        "paired_gain_p": decision.p_value,
         "promoted": float(decision.promoted),
     }
 

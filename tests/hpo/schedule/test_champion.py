@@ -89,7 +89,7 @@ def test_a_gain_below_min_improvement_keeps_the_champion_and_a_cut_off_promotion
     tags = found.client.get_run(second.user_attrs[PARENT_ATTR]).data.tags
     assert float(tags["hpo.champion.diff_mean"]) > 0, "x = 0 beats x = 0.9"
     assert tags["hpo.champion.decision"] == "kept"
-    assert "(needs > 0 and >= 10)" in tags["hpo.champion.summary"]
+    assert "(needs > 0 and >= 10, p < 0.05)" in tags["hpo.champion.summary"]
     assert str(found.champion().version) == "1"
 
     def night_three() -> Config:
@@ -106,3 +106,14 @@ def test_a_gain_below_min_improvement_keeps_the_champion_and_a_cut_off_promotion
     with pytest.raises(UserError, match="the data changed since night 2024-07-03 started"):
         run_scheduled(night_three())
     assert str(found.champion().version) == "3"
+
+
+def test_a_gain_some_folds_contradict_is_not_significant_a_steady_one_is() -> None:
+    """The gate's test: the same mean gain, spread across folds or steady on each."""
+    from hpo.schedule.champion import one_sided_p
+
+    noisy = one_sided_p([0.03, -0.02, 0.04, -0.03, 0.03], n_train=400, n_test=100)
+    steady = one_sided_p([0.011, 0.009, 0.010, 0.012, 0.008], n_train=400, n_test=100)
+    worse = one_sided_p([-0.011, -0.009, -0.010, -0.012, -0.008], n_train=400, n_test=100)
+    assert noisy > 0.05 > steady
+    assert worse > 0.95, "a loss is never significant as a gain"
