@@ -13,6 +13,6 @@ lets them end, and checks invariants a-g (invariants.py).
   objective.py   the cheap objective every row tunes (slow or broken on request)
   watch.py       invariant (a) while a PostgreSQL row runs
   invariants.py  the checks, held / broken / n/a with a reason
-  rows.py        one function per fault
+  rows/          one function per fault, a module per kind of fault (base: the scenes)
   __main__.py    the table
 """

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -168,9 +168,17 @@ class Scene:
         label: str = "worker",
         expected: tuple[int, ...] = (0,),
         user_fault: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> list[Proc]:
-        """``n`` processes of the same command, started back to back (at once, for a race)."""
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **self.env}
+        """``n`` processes of the same command, started back to back (at once, for a race);
+        ``env``: variables for these processes only, over the scene's."""
+        variables = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+            **(env or {}),
+        }
         started = []
         for i in range(n):
             tag = f"{label}-{len(self.procs) + i}"
@@ -178,7 +186,7 @@ class Scene:
             popen = subprocess.Popen(
                 self.command(*extra, f"hydra.run.dir={self.root / 'outputs' / tag}"),
                 cwd=self.root,
-                env=env,
+                env=variables,
                 stdout=out.open("wb"),
                 stderr=err.open("wb"),
                 start_new_session=True,

@@ -186,12 +186,18 @@ class Away:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """MLflow and urllib3 log each failed request and retry at WARNING: one line of ours
-    says it instead."""
-    loggers = [logging.getLogger(n) for n in ("mlflow.utils.rest_utils", "urllib3.connectionpool")]
+    """MLflow and urllib3 log each failed request and retry at WARNING, and MLflow's SQL
+    store each failed write at ERROR with its traceback (a full or locked database):
+    one line of ours says it instead."""
+    muted = {
+        "mlflow.utils.rest_utils": logging.ERROR,
+        "urllib3.connectionpool": logging.ERROR,
+        "mlflow.store.db.utils": logging.CRITICAL,
+    }
+    loggers = [logging.getLogger(n) for n in muted]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(muted[logger.name])
     try:
         yield
     finally:

@@ -173,3 +173,40 @@ def test_the_winners_evaluation_pages_and_cost_threshold_are_on_the_parent_run(m
     assert np.array_equal(decider.predict(X, params={"threshold": 0.5}), (scores >= 0.5) * 1)
     assert decider.metadata.metadata["threshold"] == pytest.approx(cut)
     assert decider.metadata.metadata["cost_fn"] == 5.0
+
+
+@pytest.mark.slow
+def test_a_full_artifact_disk_at_the_end_stops_in_one_line_and_closes_the_parent_run(
+    make_cfg, monkeypatch
+) -> None:
+    """No room for the plots (tracking.artifact_location's disk full): nothing waits for
+    them in the spool and the disk does not free itself, so the study stops with the disk
+    named and its summary (StudyStopped: status 1), every trial's run whole and the parent
+    run FAILED, not RUNNING; once space is freed, the same command logs the study's end
+    (issue 11: the full-disk-artifacts row of benchmarks/faults)."""
+    import errno
+
+    from hpo.errors import StudyStopped
+
+    cfg = make_cfg(*PRIOR, "study.n_trials=2")
+    room = MlflowClient.log_text
+
+    def no_room(self: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
+        if artifact_file.startswith("plots/"):  # the config, at the start, still fits
+            raise OSError(errno.ENOSPC, "No space left on device")
+        room(self, run_id, text, artifact_file)
+
+    monkeypatch.setattr(MlflowClient, "log_text", no_room)
+    with pytest.raises(StudyStopped, match=r"^the disk is full \(\[Errno 28\]") as stopped:
+        run(cfg)
+    assert stopped.value.summary is not None, "the summary of what finished is printed"
+    parent, children = runs(cfg)
+    assert parent.info.status == "FAILED"
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+
+    monkeypatch.setattr(MlflowClient, "log_text", room)  # space freed
+    run(cfg)
+    parent, _ = runs(cfg)
+    assert parent.info.status == "FINISHED" and "hpo.model_trial" in parent.data.tags
+    plots = MlflowClient(cfg.tracking.uri).list_artifacts(parent.info.run_id, "plots")
+    assert plots, "the plots are on the parent run"

@@ -153,3 +153,35 @@ def test_a_study_goes_on_while_the_server_is_down_and_its_runs_are_whole_after(
         folds = client.get_metric_history(child.info.run_id, "roc_auc_fold")
         folds_run = trials[int(child.data.tags["hpo.trial"])].user_attrs["cv"]["fold_values"]
         assert [m.value for m in folds] == folds_run, "the fold series, each fold once"
+
+
+def test_a_full_store_database_is_said_in_one_line_without_mlflows_traceback(
+    mlflow_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd, caplog
+) -> None:
+    """mlflow.db's disk is full: MLflow's SQL store logs each write it cannot commit at
+    ERROR with the whole traceback. The write waits in the spool, and our one line is all
+    that is said (issue 11: the full-disk-mlflow-store row of benchmarks/faults)."""
+    import sqlite3
+
+    import sqlalchemy.exc
+    import sqlalchemy.orm
+
+    from hpo.tracking.spool import quiet
+    from hpo.tracking.writer import Writes
+
+    client = MlflowClient(mlflow_uri)
+    run_id = client.create_run(client.create_experiment(f"full-{tmp_path.name}")).info.run_id
+    writes = Writes(mlflow_uri, Spool(tmp_path / "spool"), client)
+
+    def disk_full(self: object) -> None:
+        full = sqlite3.OperationalError("database or disk is full")
+        raise sqlalchemy.exc.OperationalError("INSERT INTO metrics", {}, full)
+
+    monkeypatch.setattr(sqlalchemy.orm.Session, "commit", disk_full)
+    with quiet():  # as the writer process applies every write
+        writes.apply(("end", run_id, [("roc_auc", 0.5, 0)], {}, {}, "FINISHED", None))
+
+    assert writes.spool is not None and len(writes.spool) == 1, "the write waits"
+    said = caplog.text + capfd.readouterr().err
+    assert said.count("is unreachable") == 1, said
+    assert "Traceback" not in said and "SQLAlchemy database error" not in said, said
