@@ -62,6 +62,10 @@ def _job(composed: DictConfig) -> Summary | None:
     The composed config becomes the typed one here, once: nothing below reads a DictConfig.
     """
     cfg = typed(composed)
+    if cfg.evaluation.nested.outer or cfg.evaluation.nested.only:  # the study, then nested CV
+        from hpo.evaluation.nested import with_nested
+
+        return with_nested(cfg)
     if cfg.schedule.kind != "none":
         from hpo.schedule import run_scheduled
 

@@ -148,7 +148,7 @@ class EvaluationConfig:
     # refit on the study's folds, with a bias/variance verdict: about a dozen trials' fits.
     # auto: drawn when those fits are estimated at a minute or less; true: always; false.
     curves: Any = "auto"
-    # Nested CV (hpo/evaluation/nested.py): evaluation.nested.outer=5 estimates the whole
+    # Nested CV (hpo/evaluation/nested/): evaluation.nested.outer=5 estimates the whole
     # procedure, tuning included, on outer folds no inner study saw. 0: off.
     nested: NestedConfig = field(default_factory=NestedConfig)
 

@@ -51,6 +51,12 @@ MODEL_TRIAL_TAG = "hpo.model_trial"
 MODEL_URI_TAG = "hpo.model_uri"
 DECISION_MODEL_URI_TAG = "hpo.decision_model_uri"  # best_model with the cost threshold applied
 
+# --- MLflow tags: nested CV (evaluation.nested), the run "nested" and its outer-<k> children --
+ROLE_NESTED = "nested"  # hpo.role of the nested-CV run in the study's experiment
+ROLE_OUTER = "outer"  # hpo.role of one outer fold's run (a child of the nested-CV run)
+OUTER_FOLD_TAG = "hpo.outer_fold"  # on an outer fold's run: k, 0-based
+INNER_STUDY_TAG = "hpo.inner_study"  # on an outer fold's run: its Optuna study, <study>-nested-<k>
+
 # --- MLflow tags: written by hpo.check ----------------------------------------------
 REPAIRED_TAG = "hpo.repaired"  # the value is the tool that repaired the run
 REPAIRED_BY_CHECK = "hpo.check"

@@ -18,6 +18,7 @@ from hpo.names import CV_ATTR, CV_FIT_FACTS, CV_FOLD_VALUES, CV_STD
 if TYPE_CHECKING:
     from hpo.estimates import Estimate
     from hpo.evaluation import Threshold
+    from hpo.evaluation.nested import NestedResult
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Summary:
     bbc_note: str = ""  # why there is no BBC-CV estimate, where one was asked for
     threshold: Threshold | None = None  # a binary task's, chosen by cost (evaluation.cost)
     bias_variance: str = ""  # the verdict of the winner's curves, or why there are none
+    nested: NestedResult | None = None  # nested CV of the whole procedure (evaluation.nested)
 
     def text(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in self.counts.items())
@@ -102,6 +104,8 @@ class Summary:
             if self.best_fit:
                 fitted = ", ".join(f"{k} {v:.4g}" for k, v in self.best_fit.items())
                 lines.append(f"  its fit, mean over folds: {fitted}")
+        if self.nested is not None:
+            lines += [f"  {line}" for line in self.nested.lines()]
         if self.front:
             lines.append(f"  Pareto front ({len(self.front)} trials; best {self.metric} above):")
             for row in self.front:

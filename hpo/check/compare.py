@@ -22,6 +22,8 @@ from hpo.check.repair import STATUSES, Repairs, target
 from hpo.names import (
     ORPHAN_TAG,
     PARENT_ATTR,
+    ROLE_NESTED,
+    ROLE_OUTER,
     ROLE_STUDY,
     ROLE_TAG,
     RUN_ATTR,
@@ -29,6 +31,7 @@ from hpo.names import (
     TRIAL_TAG,
 )
 
+NOT_TRIALS = (ROLE_STUDY, ROLE_NESTED, ROLE_OUTER)  # runs of the study that are no trial's
 ORPHAN = ORPHAN_TAG  # a surplus run, kept but marked: the reason
 
 
@@ -61,7 +64,8 @@ class Check:
         ]
         deleted = [r for r in runs if r.info.lifecycle_stage != "active"]
         parents = [r for r in live if r.data.tags.get(ROLE_TAG) == ROLE_STUDY]
-        children = [r for r in live if r.data.tags.get(ROLE_TAG) != ROLE_STUDY]
+        # the trials' runs: not the study's parent, nor nested CV's runs (no Optuna trial each)
+        children = [r for r in live if r.data.tags.get(ROLE_TAG) not in NOT_TRIALS]
         found, parent_id = self._parent(parents, deleted)
         return found + self._children(children, deleted, parent_id)
 
