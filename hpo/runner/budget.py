@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.names import FAIL_REASON_ATTR, WORKER_ATTR
+from hpo.names import FAIL_REASON_ATTR, FAIL_REASON_TAG, WORKER_ATTR
 from hpo.runner.liveness import recover
 from hpo.runner.trial import tell_once
 from hpo.samplers import GridSampler
 from hpo.storages import study_lock
+from hpo.tracking.records import TrialRecord
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
@@ -52,7 +53,7 @@ def claim(
     while True:
         with study_lock(storage, study.study_name):
             trials = study.get_trials(deepcopy=False)
-            if _fail_orphans(study, trials, me):
+            if _fail_orphans(study, trials, me, tracker):
                 trials = study.get_trials(deepcopy=False)
             counted = [t for t in trials if t.state in COUNTED]
             grid = study.sampler if isinstance(study.sampler, GridSampler) else None
@@ -84,14 +85,17 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _fail_orphans(study: optuna.Study, trials: list[FrozenTrial], me: str) -> bool:
+def _fail_orphans(
+    study: optuna.Study, trials: list[FrozenTrial], me: str, tracker: Tracker | None = None
+) -> bool:
     """Fail the RUNNING trials no live claim owns; True if there were any.
 
     A claim asks for a trial and marks it as its worker's under the study
     lock, so under that lock a RUNNING trial without a worker, or with this
     worker (which is claiming, so runs none), was made by a claim whose
     connection dropped between the two writes: it would hold a place in the
-    budget until UNOWNED_SECONDS. It never ran, so it is not retried.
+    budget until UNOWNED_SECONDS. It never ran, so it is not retried; it gets
+    a FAILED MLflow run saying so, as every finished trial has its run.
     """
     orphans = [
         t
@@ -102,4 +106,7 @@ def _fail_orphans(study: optuna.Study, trials: list[FrozenTrial], me: str) -> bo
         reason = "created as the database connection dropped: no worker ran it"
         if tell_once(study, trial, TrialState.FAIL, attrs={FAIL_REASON_ATTR: reason}):
             log.warning("trial %d: %s: marked FAIL", trial.number, reason)
+            if tracker is not None:
+                record = TrialRecord(trial.number, "FAIL", {}, tags={FAIL_REASON_TAG: reason})
+                tracker.end_trial(tracker.start_trial(trial.number), record)
     return bool(orphans)

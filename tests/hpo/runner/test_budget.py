@@ -79,3 +79,34 @@ def test_a_trial_whose_claim_lost_its_connection_is_failed_at_the_next_claim(tmp
     }
     assert "connection dropped" in study.trials[lost.number].user_attrs["fail_reason"]
     assert study.trials[3].user_attrs["worker"] == worker_name(), "owned as it was claimed"
+
+
+def test_a_trial_failed_as_an_orphan_gets_its_failed_mlflow_run(tmp_path) -> None:
+    """Every finished trial has its MLflow run (fault matrix (c), seen on pg-restart): the
+    orphan's says why it failed."""
+    from mlflow.tracking import MlflowClient
+
+    from hpo.config import TrackingConfig
+    from hpo.tracking.tracker import Tracker
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j"))
+    )
+    study = optuna.create_study(storage=storage, study_name="orphans")
+    study.ask()  # no worker attr: its claim died between the two writes
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(
+        TrackingConfig(uri=uri, writer="inline", spool=str(tmp_path)), "orphans", "tpe"
+    )
+    tracker.open_parent(None, {})
+
+    claim(study, storage, budget=2, tracker=tracker, deadline=math.inf)
+    tracker.flush()
+
+    (run,) = [
+        r
+        for r in MlflowClient(uri).search_runs([tracker.experiment_id])
+        if r.data.tags.get("hpo.trial") == "0"
+    ]
+    assert (run.info.status, run.data.tags["hpo.state"]) == ("FAILED", "FAIL")
+    assert "connection dropped" in run.data.tags["hpo.fail_reason"]
