@@ -1,6 +1,6 @@
 """``python -m benchmarks.faults``: the fault matrix, one row per fault, a column per invariant.
 
-    python -m benchmarks.faults                       # every row (about 10 minutes here)
+    python -m benchmarks.faults                       # every row (about 20 minutes here)
     python -m benchmarks.faults --fast                # the rows the test suite runs, its sizes
     python -m benchmarks.faults --only sigkill,garbage --keep
 
