@@ -102,8 +102,9 @@ def watchdog(
     def watch() -> None:
         try:
             recover(study, tracker)
-        except Exception as err:  # an outage: the main loop decides what to do
-            log.warning("could not check for dead workers: %s", mask(str(err))[:200])
+        except Exception as err:  # an outage is the main loop's to wait out: said there
+            if not is_outage(err):
+                log.warning("could not check for dead workers: %s", mask(str(err))[:200])
 
     return every(_heartbeat_interval(study._storage), watch, "hpo-watchdog", first=False)
 
