@@ -115,7 +115,7 @@ def _away(err: Exception, tracker: Tracker) -> None:
     too: unlike a store that is away, nothing waits for it in the spool and it does
     not come back by itself, so the study stops with the summary and one line naming
     the full disk and the fix (hpo.runner.loop), its parent run closed, not RUNNING."""
-    from hpo.tracking.writer import unreachable
+    from hpo.tracking.writes import unreachable
 
     if not unreachable(err) or (isinstance(err, OSError) and disk_full(err)):
         raise err

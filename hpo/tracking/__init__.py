@@ -5,11 +5,14 @@
 | ``records.py`` | ``TrialRecord``: what the runner hands over for one trial's run (no MLflow) |
 | ``tracker.py`` | ``Tracker`` (experiment, parent run, child runs), ``check_server``, |
 |                | ``is_server``, ``default_artifacts`` |
+| ``writes.py``  | ``Writes``: one MlflowClient applying run writes, the spool for an outage; |
+|                | ``unreachable``: an outage, not a wrong write |
 | ``writer.py``  | the child-run writes off the trial's path: ``ProcessWriter``, ``InlineWriter`` |
 | ``spool.py``   | ``Spool``: writes MLflow could not take, kept on disk until it is back |
 |                | (no MLflow) |
 | ``models.py``  | ``log_model``: the refit best model, with the objective's pip requirements; |
-|                | ``keep_one``: one best model per study |
+|                | ``keep_one``: one best model per study; ``log_decision_model`` |
+| ``decision_model.py`` | the cost threshold applied to the best model (MLflow models from code) |
 
 Import from the modules: this package imports none of them, so that
 ``hpo.tracking.records`` (all a worker with tracking off needs) never loads

@@ -40,7 +40,8 @@ from hpo.secrets import mask
 from hpo.storages import init_lock, storage_file
 from hpo.tracking.records import TrialRecord
 from hpo.tracking.spool import Spool, placeholder, quiet, spool_folder
-from hpo.tracking.writer import Writes, make_writer, unreachable
+from hpo.tracking.writer import make_writer
+from hpo.tracking.writes import Writes, unreachable
 
 log = logging.getLogger("hpo.tracking")
 
