@@ -167,7 +167,7 @@ def test_a_full_store_database_is_said_in_one_line_without_mlflows_traceback(
     import sqlalchemy.orm
 
     from hpo.tracking.spool import quiet
-    from hpo.tracking.writer import Writes
+    from hpo.tracking.writes import Writes
 
     client = MlflowClient(mlflow_uri)
     run_id = client.create_run(client.create_experiment(f"full-{tmp_path.name}")).info.run_id
