@@ -49,3 +49,20 @@ def first_line(err: BaseException) -> str:
     if len(lines) <= 1 and cause is not None and str(cause).strip():
         lines.append(str(cause).strip().splitlines()[0])
     return "; ".join(lines[:2]) if lines else type(err).__name__
+
+
+LOOK_KEYS = ("study", "study.name", "storage", "tracking")  # what finds a study's stores
+
+
+def look_command(argv: list[str]) -> str:
+    """``python -m hpo.ui`` with the overrides of ``argv`` that find the study's stores
+    (the study, its storage and tracking), so the command shown opens this very study."""
+    kept = [arg for arg in argv if _key(arg) in LOOK_KEYS or _key(arg).startswith(LOOK_PREFIXES)]
+    return " ".join(["python -m hpo.ui", *(mask(arg) for arg in kept)])
+
+
+LOOK_PREFIXES = ("storage.", "tracking.")
+
+
+def _key(arg: str) -> str:
+    return arg.split("=", 1)[0].lstrip("+~")

@@ -95,6 +95,9 @@ class TrackingConfig:
     # it, the write waits in the spool and the trials go on.
     timeout: float = 30.0
     spool: str = "."  # writes MLflow could not take wait in SPOOL/hpo-spool/<study>/
+    # Points kept of each learning curve (per fold), evenly spaced with the last; 0: all.
+    # Curves were 97.5% of the metric rows of a study: 536 a trial unthinned.
+    curve_points: int = 20
 
 
 @dataclass

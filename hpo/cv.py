@@ -149,8 +149,14 @@ class CVResult:
     oof_index: np.ndarray | None = None  # rows that were scored, and their out-of-fold scores
     oof_scores: np.ndarray | None = None
     fit_facts: dict[str, float] = field(default_factory=dict)
-    curves: dict[str, list[float]] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)  # fold_curve(name, k): values
     fit_seconds: float = 0.0
+
+
+def fold_curve(name: str, fold: int) -> str:
+    """The key of fold ``fold``'s curve ``name`` (``inner_valid_loss/fold_2``): in MLflow's UI
+    each fold is its own line, and the folds of one curve share a section of charts."""
+    return f"{name}/fold_{fold}"
 
 
 def cross_validate(
@@ -217,8 +223,8 @@ def cross_validate(
                         oof = np.zeros((len(data.y), *out.scores.shape[1:]), dtype=float)
                     oof[valid], seen[valid] = out.scores, True
                     infos.append(out.fit_facts)
-                    for key, values in out.curves.items():
-                        curves.setdefault(key, []).extend(values)
+                    for key, values in out.curves.items():  # each fold's curve its own line
+                        curves[fold_curve(key, index)] = list(values)
                     if pooled:
                         continue
                     fold_values.append(metric(data.y[valid], out.scores))

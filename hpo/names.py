@@ -44,12 +44,20 @@ OBJECTIVES_TAG = "hpo.objectives"
 BEST_TRIAL_TAG = "hpo.best_trial"
 PARETO_FRONT_TAG = "hpo.pareto_front"
 CONFIG_ARTIFACT = "config.yaml"  # the composed config (masked) on the parent run
+REPORT_ARTIFACT = "report.html"  # every figure of the study, one page (hpo.evaluation.page)
 VERSION_PREFIX = "hpo.version."  # + a distribution: its version when the study was created
 BIAS_VARIANCE_TAG = "hpo.bias_variance"  # the winner's verdict from its curves
 TIES_TAG = "hpo.ties"  # next best trials the winner cannot be told apart from, or "none"
 MODEL_TRIAL_TAG = "hpo.model_trial"
 MODEL_URI_TAG = "hpo.model_uri"
 DECISION_MODEL_URI_TAG = "hpo.decision_model_uri"  # best_model with the cost threshold applied
+PARAMS_TRIAL_TAG = "hpo.params_trial"  # whose parameters the parent run's params are
+
+# --- MLflow's own tags that hpo writes, for its UI ------------------------------------
+NOTE_TAG = "mlflow.note.content"  # the markdown description of a run or an experiment
+VIEW_KEY = "hpo"  # the runs table's view of a study: ?viewStateShareKey=hpo
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"  # an experiment tag: that view, as JSON
+RUN_NAME_TAG = "mlflow.runName"
 
 # --- MLflow tags: nested CV (evaluation.nested), the run "nested" and its outer-<k> children --
 ROLE_NESTED = "nested"  # hpo.role of the nested-CV run in the study's experiment

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +100,7 @@ class Summary:
                     f"(the refit winner on {self.test_rows} held-out rows no trial saw)"
                 )
             width = max(len(k) for k in self.best_params) if self.best_params else 0
-            lines += [f"    {k:<{width}}  {_fmt(v)}" for k, v in self.best_params.items()]
+            lines += [f"    {k:<{width}}  {fmt(v)}" for k, v in self.best_params.items()]
             if self.best_fit:
                 fitted = ", ".join(f"{k} {v:.4g}" for k, v in self.best_fit.items())
                 lines.append(f"  its fit, mean over folds: {fitted}")
@@ -109,7 +109,7 @@ class Summary:
         if self.front:
             lines.append(f"  Pareto front ({len(self.front)} trials; best {self.metric} above):")
             for row in self.front:
-                values = ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "trial")
+                values = ", ".join(f"{k}={fmt(v)}" for k, v in row.items() if k != "trial")
                 lines.append(f"    trial {row['trial']}: {values}")
         lines += [f"  {k}: {v}" for k, v in self.where.items()]
         return "\n".join(lines)
@@ -122,7 +122,7 @@ def _ties(ties: list[int], compared: int) -> str:
     return f"cannot be told apart from trial{'s' if len(ties) > 1 else ''} {listed}"
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) >= 1e4:
         return str(int(value))  # counts such as trainable_params
     return f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -153,27 +153,27 @@ def summarize(study: optuna.Study, metric: str, extra: list[str] | None = None) 
     return summary
 
 
-def plots(study: optuna.Study, summary: Summary | None = None) -> Iterator[tuple[str, str]]:
-    """(artifact path, standalone HTML) for each plot that the study's trials allow.
+def figures(study: optuna.Study, summary: Summary | None = None) -> list[Any]:
+    """Optuna's plotly figures of the study, those its trials allow, for its report.
 
     With further objectives: the Pareto front (two or three objectives), and
     the other plots of the study metric.
     """
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
-        return
+        return []
     named = _plots()
     if summary is not None and summary.extra:
         named = pareto.plots(summary.metric, summary.extra, summary.direction)
+    drawn = []
     for name, plot in named.items():
         if name == "param_importances" and (len(complete) < 2 or not _varied(complete)):
             continue
         try:
-            figure = plot(study)
+            drawn.append(plot(study))
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
             log.warning("skipped the %s plot: %s", name, err)
-            continue
-        yield f"plots/{name}.html", figure.to_html(include_plotlyjs=True, full_html=True)
+    return drawn
 
 
 def _varied(trials: list[FrozenTrial]) -> bool:

@@ -64,7 +64,12 @@ class Objective(ABC):
 
     Attributes:
         task: "classification" or "regression"; decides the metrics and splitters.
-        flavor: the MLflow model flavour the refit model is logged with.
+        flavor: the MLflow model flavour the refit model is logged with. Its signature
+            names the data's columns (``Dataset.feature_names``), so the logged model
+            takes a DataFrame of them (doubles, or one string column of texts) where
+            ``predict`` takes numpy rows. A ``pyfunc`` model is a ``PythonModel`` with
+            ``artifacts()`` (the folders it loads from) and no type hints on its
+            ``predict`` (MLflow would take them for the signature).
         requirements: the pip packages a logged model needs to load (names: the
             tracker pins the installed versions). A class attribute, not a setting;
             empty leaves MLflow to infer them, which loads the model in a subprocess.

@@ -30,6 +30,7 @@ from hpo.config import CONF_DIR, Config, register_configs, typed
 from hpo.errors import UserError
 from hpo.secrets import hide_secrets, mask
 from hpo.storages import display_url, open_storage, storage_file
+from hpo.tracking.relocate import relocate
 from hpo.tracking.spool import Spool, quiet, spool_folder
 from hpo.tracking.tracker import check_server
 from hpo.tracking.writes import Writes
@@ -59,6 +60,7 @@ def open_check(cfg: Config) -> Check:
     check_server(uri)
     _must_exist(uri, "tracking", "tracking.uri")
     client = MlflowClient(uri)
+    relocate(uri, keep=cfg.tracking.artifact_location)  # the study folder moved or copied
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         raise UserError(f"no MLflow experiment '{name}' at {mask(uri)}: check tracking=")

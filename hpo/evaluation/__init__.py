@@ -7,7 +7,8 @@ ones logged per trial; only the decision threshold of a binary task may differ
 from 0.5, chosen by cost (``choose_threshold``) on out-of-fold predictions.
 
 A ``Report`` holds the metrics and plotly figures; ``Report.html()`` gives one
-standalone page per figure, to log under ``ARTIFACT_DIR`` of the parent run.
+standalone page per figure, ``page`` one page of sections of figures with
+plotly.js inlined once (the study's report on its parent run).
 
 One module per job, each importing only those above it:
 
@@ -30,14 +31,16 @@ Example:
 
 from hpo.evaluation.classification import classification_report
 from hpo.evaluation.regression import regression_report
-from hpo.evaluation.report import ARTIFACT_DIR, Report
+from hpo.evaluation.report import ARTIFACT_DIR, Report, Section, page
 from hpo.evaluation.threshold import Threshold, choose_threshold
 
 __all__ = [
     "ARTIFACT_DIR",
     "Report",
+    "Section",
     "Threshold",
     "choose_threshold",
     "classification_report",
+    "page",
     "regression_report",
 ]

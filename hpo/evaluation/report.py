@@ -7,6 +7,8 @@ and what it was computed on; ``table`` is the metrics table.
 
 from __future__ import annotations
 
+import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,24 +51,50 @@ class Report:
     figures: dict[str, go.Figure] = field(default_factory=dict)
 
     def html(self) -> dict[str, str]:
-        """File name -> standalone HTML page (plotly.js inlined, as in hpo/report.py)."""
+        """File name -> standalone HTML page (plotly.js inlined), one per figure."""
         return {
             f"{name}.html": figure.to_html(full_html=True, include_plotlyjs=True)
             for name, figure in self.figures.items()
         }
 
-    def page(self, title: str) -> str:
-        """Every figure on one standalone page: plotly.js (4.6 MB) inlined once, not per
-        figure, and it opens offline in MLflow's artifact viewer."""
-        parts = [
-            figure.to_html(full_html=False, include_plotlyjs=i == 0)
-            for i, figure in enumerate(self.figures.values())
-        ]
-        body = "\n".join(f'<div style="margin-bottom: 2em">{part}</div>' for part in parts)
-        return (
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-            f"<body style='font-family: sans-serif'><h2>{title}</h2>\n{body}</body></html>"
-        )
+    def section(self, heading: str) -> Section:
+        return heading, list(self.figures.values())
+
+
+Section = tuple[str, list[go.Figure]]  # a heading and the figures under it
+
+
+def page(title: str, sections: Sequence[Section]) -> str:
+    """Every figure on one standalone page, under its section's heading.
+
+    plotly.js (4.6 MB) is inlined once for the page, not per figure: a study's
+    figures cost one copy (as standalone plots they were 19 MB), and the page opens
+    offline in MLflow's artifact viewer. Figures fill the viewer's width.
+    """
+    parts, first = [], True
+    for heading, figures in sections:
+        if not figures:
+            continue
+        parts.append(f"<h3>{html.escape(heading)}</h3>" if heading else "")
+        for figure in figures:
+            figure.update_layout(width=None, autosize=True)
+            parts.append(
+                '<div style="margin-bottom: 2em">'
+                + figure.to_html(
+                    full_html=False,
+                    include_plotlyjs=first,
+                    default_width="100%",
+                    config={"responsive": True},
+                )
+                + "</div>"
+            )
+            first = False
+    body = "\n".join(parts)
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"</head><body style='font-family: sans-serif'><h2>{html.escape(title)}</h2>\n{body}"
+        "</body></html>"
+    )
 
 
 def scored(

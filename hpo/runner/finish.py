@@ -18,7 +18,7 @@ import optuna
 from hpo import failpoints, report
 from hpo.config import Config, to_yaml
 from hpo.errors import disk_full
-from hpo.evaluation import Threshold
+from hpo.evaluation import Section, Threshold, page
 from hpo.names import (
     BEST_TRIAL_TAG,
     BIAS_VARIANCE_TAG,
@@ -29,12 +29,20 @@ from hpo.names import (
     MODEL_TRIAL_TAG,
     MODEL_URI_TAG,
     PARETO_FRONT_TAG,
+    REPORT_ARTIFACT,
     TIES_TAG,
 )
+from hpo.runner import described
 from hpo.runner.plan import Plan
-from hpo.runner.winner import bbc, bias_variance, judged_threshold, report_page, rivals_tied
+from hpo.runner.winner import (
+    bbc,
+    bias_variance,
+    evaluation_sections,
+    judged_threshold,
+    rivals_tied,
+)
 from hpo.secrets import mask
-from hpo.storages import display_url
+from hpo.storages import storage_line
 from hpo.tracking.spool import quiet
 
 log = logging.getLogger(__name__)
@@ -53,7 +61,7 @@ def finish(
     """Summary, plots, config and the refit best model on the parent run, which ends
     ``status`` (FAILED: the study stopped as its trials kept failing)."""
     summary = report.summarize(study, plan.spec.metric, [o.name for o in plan.further_objectives])
-    summary.where["optuna storage"] = display_url(cfg.storage)
+    summary.where["optuna storage"] = storage_line(cfg.storage)
     best = (
         None
         if summary.best_number is None
@@ -78,15 +86,18 @@ def finish(
         test_scores = np.asarray(plan.objective.predict(model, plan.test.X))
         summary.test_value = plan.metric(plan.test.y, test_scores)
         summary.test_rows = len(plan.test.y)
-    curves: list[tuple[str, str]] = []
+    curves: list[Section] = []
     if best is not None and not plan.further_objectives:
         summary.threshold = judged_threshold(plan, best)
         summary.bias_variance, curves = bias_variance(plan, study, best)
     if tracker is None:
         return summary
-    texts = [(CONFIG_ARTIFACT, mask(to_yaml(cfg))), *report.plots(study, summary)]
+    sections: list[Section] = [(f"The trials of {plan.spec.name}", report.figures(study, summary))]
     if best is not None and not plan.further_objectives:
-        texts += report_page(plan, best, summary.threshold, test_scores) + curves
+        sections += evaluation_sections(plan, best, summary.threshold, test_scores) + curves
+    texts = [(CONFIG_ARTIFACT, mask(to_yaml(cfg)))]
+    if any(figures for _, figures in sections):
+        texts.append((REPORT_ARTIFACT, page(f"Study {plan.spec.name}", sections)))
     try:
         with quiet():
             _on_parent_run(
@@ -95,7 +106,8 @@ def finish(
     except Exception as err:
         _away(err, tracker)
         return summary
-    summary.where["mlflow"] = f"{tracker.ui_command()}  (experiment '{plan.spec.name}')"
+    look = tracker.ui_command(plan.spec.metric, plan.direction)
+    summary.where["look"] = f"{look}  (MLflow's UI on experiment '{plan.spec.name}')"
     return summary
 
 
@@ -137,6 +149,9 @@ def _on_parent_run(
     metrics, tags = _best_facts(plan, summary)
     tracker.flush()
     tracker.log_study(metrics, tags, texts)
+    if summary.best_number is not None:
+        tracker.log_best_params(summary.best_number, summary.best_params)
+    tracker.describe_study(described.description(plan, summary), described.runs_view(plan, summary))
     if new_best is not None:
         _log_model(plan, new_best, model, tracker, logged, summary.threshold)
     tracker.close_study(status)
@@ -147,9 +162,9 @@ def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], 
     metrics: dict[str, float] = {f"n_{state.lower()}": n for state, n in summary.counts.items()}
     tags: dict[str, str] = {}
     if summary.best_value is not None:
-        metrics["best_value"] = summary.best_value
+        metrics[plan.spec.metric] = summary.best_value  # as on the best trial's run
         if summary.best_std is not None:
-            metrics[f"best_{plan.spec.metric}_std"] = summary.best_std
+            metrics[f"{plan.spec.metric}_std"] = summary.best_std
         if summary.bbc is not None:  # corrected for the winner having been chosen
             name = f"bbc_{plan.spec.metric}"
             metrics |= {name: summary.bbc.value, f"{name}_low": summary.bbc.low}
@@ -218,6 +233,7 @@ def _log_model(
             sample,
             np.asarray(plan.objective.predict(model, sample)),
             best.number,
+            feature_names=plan.data.feature_names,
         )
     failpoints.reached("finish.model-logged")
     uri = keep_one(tracker, best.number) or logged
@@ -225,6 +241,12 @@ def _log_model(
     if threshold is not None:
         sample = plan.data.X[:5]
         tags[DECISION_MODEL_URI_TAG] = log_decision_model(
-            tracker, plan.objective, uri, threshold, sample, best.number
+            tracker,
+            plan.objective,
+            uri,
+            threshold,
+            sample,
+            best.number,
+            feature_names=plan.data.feature_names,
         )
     tracker.log_study({}, tags, [])

@@ -286,8 +286,8 @@ def _record(
         "n_folds_run": len(result.fold_values),
     }
     metrics |= {k: v for k, v in result.fit_facts.items()}
-    series = {f"{name}_fold": result.fold_values, **result.curves}
+    series = {f"{name}_fold": result.fold_values}
     oof = None
     if result.oof_index is not None:
         oof = (f"oof{partial}_", plan.data.task, plan.data.y[result.oof_index], result.oof_scores)
-    return TrialRecord(number, state, params, metrics, series, oof=oof)
+    return TrialRecord(number, state, params, metrics, series, curves=result.curves, oof=oof)

@@ -19,6 +19,7 @@ import optuna
 from hpo.estimates import Estimate, bbc_cv, indistinguishable
 from hpo.evaluation import (
     Report,
+    Section,
     Threshold,
     choose_threshold,
     classification_report,
@@ -31,7 +32,6 @@ from hpo.runner.plan import Plan
 RIVALS = 5  # next best trials the winner is tested against
 CURVE_SECONDS = 60.0  # evaluation.curves=auto draws the curves when refits take about this
 CURVE_FITS = 12  # per fold: up to 7 values along the knob and 5 shares of the rows
-CURVES_PAGE = "evaluation/bias_variance.html"
 
 
 def oof_rows(plan: Plan) -> np.ndarray:
@@ -51,25 +51,26 @@ def judged_threshold(plan: Plan, best: optuna.trial.FrozenTrial) -> Threshold | 
     return choose_threshold(plan.data.y[oof_rows(plan)], scores, *plan.cost)
 
 
-def report_page(
+def evaluation_sections(
     plan: Plan,
     best: optuna.trial.FrozenTrial,
     threshold: Threshold | None,
     test_scores: Any = None,
-) -> list[tuple[str, str]]:
-    """The winner's evaluation pages: on its out-of-fold scores, and on the held-out rows
-    (``test_scores``: the refit winner's), each one page of plotly figures."""
-    title = f"Trial {best.number}, the winner of {plan.spec.name}"
+) -> list[Section]:
+    """The winner's evaluation, for the study's report: on its out-of-fold scores, and on
+    the held-out rows (``test_scores``: the refit winner's), a section of figures each."""
+    title = f"Trial {best.number}, the winner"
     sources = []
     if (oof := best.user_attrs.get(OOF_ATTR)) is not None:
-        sources.append(("out_of_fold", "out-of-fold predictions", plan.data.y[oof_rows(plan)], oof))
+        sources.append(("out-of-fold predictions", plan.data.y[oof_rows(plan)], oof))
     if plan.test is not None and test_scores is not None:
-        sources.append(("test", "held-out test rows", plan.test.y, test_scores))
-    pages = []
-    for name, source, y, scores in sources:
-        report = _report(plan, y, np.asarray(scores, dtype=float), threshold, source)
-        pages.append((f"evaluation/{name}.html", report.page(f"{title}: {source}")))
-    return pages
+        sources.append(("held-out test rows", plan.test.y, test_scores))
+    return [
+        _report(plan, y, np.asarray(scores, dtype=float), threshold, source).section(
+            f"{title}, on its {source}"
+        )
+        for source, y, scores in sources
+    ]
 
 
 def _report(
@@ -136,8 +137,9 @@ def rivals_tied(
 
 def bias_variance(
     plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial
-) -> tuple[str, list[tuple[str, str]]]:
-    """The winner's bias/variance verdict and its curves page, or why there are none.
+) -> tuple[str, list[Section]]:
+    """The winner's bias/variance verdict and its curves (a section of the study's report),
+    or why there are none.
 
     The curves refit the winner about a dozen times per fold, so under
     ``evaluation.curves=auto`` they are drawn only when the study's trials say
@@ -157,8 +159,7 @@ def bias_variance(
     )
     where = f"{len(plan.folds)} folds of {len(plan.data.y)} tuning rows"
     figures = found.figures(plan.spec.metric, where)
-    page = Report({}, figures).page(f"Trial {best.number}, the winner: bias and variance")
-    return found.verdict, [(CURVES_PAGE, page)]
+    return found.verdict, [Report({}, figures).section(f"Trial {best.number}: bias and variance")]
 
 
 def _trial_seconds(study: optuna.Study) -> float:

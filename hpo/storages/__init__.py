@@ -55,6 +55,7 @@ __all__ = [
     "retrying",
     "serves_one_worker",
     "storage_file",
+    "storage_line",
     "storage_url",
     "study_lock",
     "worker_lock",
@@ -122,6 +123,17 @@ def display_url(cfg: StorageConfig) -> str:
         return "(no storage.url)"
     backend = find_backend(url)
     return backend.shown() if backend else mask(url)
+
+
+def storage_line(cfg: StorageConfig) -> str:
+    """The storage for the summary, and how Optuna's own CLI and optuna-dashboard open it
+    (they refuse hpo's ``journal:`` prefix); never with a password."""
+    shown = display_url(cfg)
+    try:
+        url = mask(optuna_url(storage_url(cfg)))
+    except UserError:
+        return shown
+    return f"{shown}  (optuna studies --storage {url}; optuna-dashboard {url})"
 
 
 def optuna_url(url: str) -> str:

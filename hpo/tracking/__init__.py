@@ -13,6 +13,8 @@
 | ``models.py``  | ``log_model``: the refit best model, with the objective's pip requirements; |
 |                | ``keep_one``: one best model per study; ``log_decision_model`` |
 | ``decision_model.py`` | the cost threshold applied to the best model (MLflow models from code) |
+| ``relocate.py`` | ``relocate``: a moved or copied study folder's MLflow locations pointed |
+|                 | at its own ``mlartifacts``; ``artifacts_beside`` |
 
 Import from the modules: this package imports none of them, so that
 ``hpo.tracking.records`` (all a worker with tracking off needs) never loads

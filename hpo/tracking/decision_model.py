@@ -4,8 +4,10 @@ Logged as ``decision_model`` beside ``best_model`` when ``evaluation.cost``
 chose a threshold: ``best_model`` predicts the positive class's scores, this
 one applies the threshold to them. MLflow copies this file into the model and
 runs it on load, so loading needs mlflow, numpy and the scorer's own flavour,
-not hpo. The threshold is in the model's config and metadata, and a caller
-may pass another: ``model.predict(X, params={"threshold": 0.3})``.
+not hpo. It takes what ``best_model`` takes, a DataFrame of the data's named
+columns, and hands it on as it came. The threshold is in the model's config
+and metadata, and a caller may pass another:
+``model.predict(frame, params={"threshold": 0.3})``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
 
@@ -25,8 +28,9 @@ class Decisions(PythonModel):
         self.scorer = mlflow.pyfunc.load_model(context.artifacts["scorer"])
         self.threshold = float(context.model_config["threshold"])
 
-    # No type hints: MLflow would read them as the input schema (the signature says it).
-    def predict(self, context, model_input, params=None):
+    # A DataFrame hint: MLflow infers no input schema from it (the signature names the
+    # columns) and hands over the frame it checked against the signature.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         threshold = float((params or {}).get("threshold", self.threshold))
         scores = np.asarray(self.scorer.predict(model_input), dtype=float)
         positive = scores.reshape(len(scores), -1)[:, -1]  # one score, or one per class

@@ -2,23 +2,29 @@
 
 The objective names both the flavour (``Objective.flavor``) and the packages
 its model needs (``Objective.requirements``): nothing here knows a model
-family, and a new objective needs no change here.
+family, and a new objective needs no change here. The signature names the
+data's columns (``Dataset.feature_names``: doubles, or one string column of
+texts), so the logged model takes a DataFrame of them, as the input example
+shows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.entities import LoggedModel, LoggedModelStatus
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, infer_signature
+from mlflow.models import Model, ModelSignature, infer_signature
+from mlflow.models.model import MLMODEL_FILE_NAME
+from mlflow.models.utils import _save_example  # as the flavours write examples (no public one)
 
 from hpo.names import TRIAL_TAG
 
@@ -43,49 +49,89 @@ def pinned(packages: Iterable[str]) -> list[str]:
     return requirements
 
 
+def input_frame(X: np.ndarray, feature_names: Sequence[str]) -> pd.DataFrame:
+    """Rows ``X`` as the logged model takes them: one double column per feature, named.
+
+    Texts (a 1-D object array, hpo/data/base.py) are one string column,
+    named by the data set's one feature name (``text``).
+    """
+    if X.dtype.kind == "O":
+        return pd.DataFrame({feature_names[0]: [str(x) for x in X]})
+    return pd.DataFrame(np.asarray(X, dtype=np.float64), columns=list(feature_names))
+
+
 def log_model(
     tracker: Tracker,
     objective: Objective,
     model: Any,
-    X_sample: Any,
+    X_sample: np.ndarray,
     y_sample: Any,
     trial_number: int,
+    *,
+    feature_names: Sequence[str],
 ) -> str:
     """Log ``objective``'s refit ``model`` on the parent run with its flavour and a signature.
 
-    The pip requirements are the objective's, pinned to the installed
-    versions; an objective that names none leaves MLflow to infer them
-    (slow: MLflow loads the model in a subprocess to see what it imports).
+    The signature and the input example are ``X_sample`` with its columns
+    named (``input_frame``), the output ``y_sample``'s shape. The pip
+    requirements are the objective's, pinned to the installed versions; an
+    objective that names none leaves MLflow to infer them (slow: MLflow
+    loads the model in a subprocess to see what it imports).
     """
     assert tracker.parent_id is not None
-    flavor = objective.flavor
-    args: tuple[Any, ...] = (model,)
-    extra: dict[str, Any] = {}
-    if getattr(getattr(X_sample, "dtype", None), "kind", "") == "O":
-        X_sample = [str(x) for x in X_sample]  # texts: a list gives a string column
-    signature: ModelSignature | None = None  # a PythonModel: MLflow reads predict's type hints
-    if flavor == "pyfunc":  # a PythonModel: its artifacts (folders) travel beside the pickle
-        args, extra = (), {"python_model": model, "artifacts": model.artifacts()}
-    else:
-        signature = infer_signature(X_sample, y_sample)
-    requirements = pinned(objective.requirements)
-    module = importlib.import_module(f"mlflow.{flavor}")
+    frame = input_frame(X_sample, feature_names)
+    settings: dict[str, Any] = {
+        "name": "best_model",
+        "signature": infer_signature(frame, y_sample),
+        "input_example": frame,
+        "pip_requirements": pinned(objective.requirements) or None,
+        "tags": {TRIAL_TAG: str(trial_number)},
+    }
     # The flavours log through MLflow's fluent API, which reads the process-wide URI; this
     # process tracks to one store only, and models:/ URIs (the registry, pyfunc loading)
     # resolve through the same setting afterwards.
     mlflow.set_tracking_uri(tracker.uri)
     with mlflow.start_run(run_id=tracker.parent_id):
-        info = module.log_model(
-            *args,
-            name="best_model",
-            signature=signature,
-            input_example=X_sample,  # mlflow.pytorch's pt2 format traces the model on it
-            pip_requirements=requirements or None,
-            tags={TRIAL_TAG: str(trial_number)},
-            **extra,
-        )
+        if objective.flavor == "pyfunc":  # a PythonModel: its artifacts (folders) beside the pickle
+            info = mlflow.pyfunc.log_model(
+                python_model=model, artifacts=model.artifacts(), **settings
+            )
+        elif objective.flavor == "pytorch":
+            info = Model.log(artifact_path=None, flavor=_NamedPT2, pytorch_model=model, **settings)
+        else:
+            module = importlib.import_module(f"mlflow.{objective.flavor}")
+            info = module.log_model(model, **settings)
     tracker.client.update_run(tracker.parent_id, status="RUNNING")
     return str(info.model_uri)
+
+
+class _NamedPT2:
+    """mlflow.pytorch's pt2 format (``torch.export``, loads without pickle), with named columns.
+
+    pt2 traces the module on a tensor, so mlflow.pytorch takes only a tensor
+    signature and example, although its pyfunc feeds the module a DataFrame's
+    values as float32 rows all the same. This flavour (for ``Model.log``) saves
+    the module traced on the example's rows, then writes the named signature and
+    the DataFrame example in place of the tensor ones; ``Model.log`` goes on to
+    check that the saved model serves that example.
+    """
+
+    @staticmethod
+    def save_model(
+        path: str,
+        mlflow_model: Model,
+        pytorch_model: Any,
+        signature: ModelSignature,
+        input_example: pd.DataFrame,
+        **settings: Any,
+    ) -> None:
+        rows = input_example.to_numpy(dtype=np.float32, copy=True)
+        mlflow.pytorch.save_model(
+            pytorch_model, path, mlflow_model=mlflow_model, input_example=rows, **settings
+        )
+        mlflow_model.signature = signature
+        _save_example(mlflow_model, input_example, path)  # over the tensor example's files
+        mlflow_model.save(str(Path(path, MLMODEL_FILE_NAME)))
 
 
 def best_models(tracker: Tracker, trial_number: int) -> list[LoggedModel]:
@@ -128,11 +174,14 @@ def log_decision_model(
     objective: Objective,
     scorer_uri: str,
     threshold: Threshold,
-    X_sample: Any,
+    X_sample: np.ndarray,
     trial_number: int,
+    *,
+    feature_names: Sequence[str],
 ) -> str:
     """Log ``decision_model`` on the parent run: the scorer at ``scorer_uri`` (the best
-    model) with the cost-chosen ``threshold`` applied, so that serving it gives 0/1."""
+    model) with the cost-chosen ``threshold`` applied, so that serving it gives 0/1. It
+    takes what the scorer takes: a DataFrame of the named columns (``input_frame``)."""
     assert tracker.parent_id is not None
     config = {
         "threshold": threshold.value,
@@ -140,8 +189,9 @@ def log_decision_model(
         "cost_fn": threshold.cost_fn,
         "expected_cost": threshold.cost,
     }
-    decisions = np.zeros(len(X_sample), dtype=np.int64)
-    signature = infer_signature(X_sample, decisions, params={"threshold": threshold.value})
+    frame = input_frame(X_sample, feature_names)
+    decisions = np.zeros(len(frame), dtype=np.int64)
+    signature = infer_signature(frame, decisions, params={"threshold": threshold.value})
     mlflow.set_tracking_uri(tracker.uri)
     with mlflow.start_run(run_id=tracker.parent_id):
         info = mlflow.pyfunc.log_model(
@@ -150,7 +200,7 @@ def log_decision_model(
             artifacts={"scorer": scorer_uri},
             model_config=config,
             signature=signature,
-            input_example=X_sample,
+            input_example=frame,
             pip_requirements=pinned(objective.requirements) or None,
             metadata={**config, "chosen_by": "least expected cost on out-of-fold scores"},
             tags={TRIAL_TAG: str(trial_number)},

@@ -20,7 +20,9 @@ class TrialRecord:
     state: str  # COMPLETE, PRUNED, FAIL
     params: Mapping[str, Any]
     metrics: dict[str, float] = field(default_factory=dict)
-    series: dict[str, list[float]] = field(default_factory=dict)  # step metrics
+    series: dict[str, list[float]] = field(default_factory=dict)  # step metrics, logged whole
+    # learning curves, one per fold (hpo.cv.fold_curve): thinned to tracking.curve_points
+    curves: dict[str, list[float]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     # (prefix, task, y_true, scores): scored by the writer with every metric of the task, each
     # logged as prefix + name (oof_f1; oof_partial_f1 for a pruned trial's folds so far)

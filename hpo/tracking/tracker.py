@@ -14,31 +14,38 @@ import logging
 import os
 import re
 import socket
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from hpo.cli import look_command
 from hpo.config import TrackingConfig
 from hpo.errors import UserError
 from hpo.names import (
     FAIL_REASON_TAG,
     HOST_TAG,
+    NOTE_TAG,
+    PARAMS_TRIAL_TAG,
     PID_TAG,
     ROLE_STUDY,
     ROLE_TAG,
+    RUN_NAME_TAG,
     SAMPLER_TAG,
     STATE_TAG,
     STUDY_TAG,
     TRIAL_TAG,
+    VIEW_TAG,
 )
 from hpo.secrets import mask
-from hpo.storages import init_lock, storage_file
+from hpo.storages import init_lock
 from hpo.tracking.records import TrialRecord
+from hpo.tracking.relocate import artifacts_beside, relocate
 from hpo.tracking.spool import Spool, placeholder, quiet, spool_folder
 from hpo.tracking.writer import make_writer
 from hpo.tracking.writes import Writes, unreachable
@@ -59,6 +66,7 @@ class Tracker:
         check_server(cfg.uri)
         with init_lock(cfg.uri, "mlflow-schema"):  # opening the store creates its tables
             self.client = MlflowClient(tracking_uri=cfg.uri)
+            relocate(cfg.uri, keep=cfg.artifact_location)  # the study folder moved or copied
         self.study_name = study_name
         self.sampler = sampler
         self.experiment_id = self._experiment(cfg.artifact_location)
@@ -69,6 +77,7 @@ class Tracker:
         self.writes = Writes(cfg.uri, Spool(self.spool), self.client)
         self.catch_up()
         self.writer = make_writer(cfg.uri, cfg.writer, self.spool)
+        self.curve_points = cfg.curve_points
         self.told_waiting = False
         self.unfinished = False  # the end of the study could not be logged
 
@@ -154,8 +163,15 @@ class Tracker:
             for k, values in record.series.items()
             for step, v in enumerate(values)
         ]
+        metrics += [
+            (k, float(values[step]), step)
+            for k, values in record.curves.items()
+            for step in thinned(len(values), self.curve_points)
+        ]
         params = {k: str(v) for k, v in record.params.items()}
         tags = {k: mask(str(v)) for k, v in {STATE_TAG: record.state, **record.tags}.items()}
+        if record.state == "PRUNED":  # told apart from complete trials at a glance
+            tags[RUN_NAME_TAG] = f"trial-{record.number:04d}-pruned"
         status = "FAILED" if record.state == "FAIL" else "FINISHED"
         self.writer.send(("end", run_id, metrics, params, tags, status, record.oof))
 
@@ -213,6 +229,34 @@ class Tracker:
         for path, text in texts:
             self.client.log_text(self.parent_id, mask(text), path)
 
+    def log_best_params(self, trial: int, params: Mapping[str, object]) -> None:
+        """The best trial's parameters as the parent run's params, for the runs table, the
+        compare view and searches (``params.max_depth > 3``).
+
+        MLflow params never change once logged: a study resumed to a new best keeps the
+        first best's, and PARAMS_TRIAL_TAG says whose they are (``best.*`` tags and the
+        description always hold the current best's).
+        """
+        assert self.parent_id is not None
+        if self.client.get_run(self.parent_id).data.params:
+            return
+        try:
+            self.client.log_batch(
+                self.parent_id,
+                params=[Param(k, mask(str(v))) for k, v in params.items()],
+                tags=[RunTag(PARAMS_TRIAL_TAG, str(trial))],
+            )
+        except MlflowException:  # another process logged another best's at the same moment
+            log.debug("the parent run's params were logged by another process")
+
+    def describe_study(self, note: str, view: str) -> None:
+        """The markdown ``note`` on the parent run and the experiment, and the runs-table
+        ``view`` (hpo/runner/described.py) on the experiment."""
+        assert self.parent_id is not None
+        self.client.set_tag(self.parent_id, NOTE_TAG, mask(note))
+        self.client.set_experiment_tag(self.experiment_id, NOTE_TAG, mask(note))
+        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG, view)
+
     def close_study(self, status: str = "FINISHED") -> None:
         if self.parent_id:
             self.client.set_terminated(self.parent_id, status=status)
@@ -221,10 +265,26 @@ class Tracker:
         assert self.parent_id is not None
         return self.client.get_run(self.parent_id).data.tags.get(key)
 
-    def ui_command(self) -> str:
+    def ui_command(self, metric: str, direction: str) -> str:
+        """How to look at the study: the runs table's URL on a tracking server, else the
+        command that starts MLflow's UI on the local store (hpo/ui) and prints that URL."""
         if is_server(self.uri):
-            return f"open {mask(self.uri).rstrip('/')}/#/experiments/{self.experiment_id}"
-        return f"mlflow ui --backend-store-uri {mask(self.uri)}"
+            from hpo.ui.target import Experiment, runs_url
+
+            shown = Experiment(self.experiment_id, metric, direction, view=True)
+            return f"open {runs_url(self.uri, shown)}"
+        return look_command(sys.argv[1:])
+
+
+def thinned(length: int, points: int) -> list[int]:
+    """The steps kept of a curve of ``length`` points: ``points`` evenly spaced ones, the
+    first and the last among them (all of them for ``points`` 0 or a short curve). The
+    step stays the epoch or round, so a thinned curve keeps its shape on the right axis."""
+    if points <= 0 or length <= points:
+        return list(range(length))
+    if points == 1:
+        return [length - 1]
+    return sorted({round(i * (length - 1) / (points - 1)) for i in range(points)})
 
 
 def _kill(run_id: str, reason: str, params: Mapping[str, object]) -> tuple[object, ...]:
@@ -269,10 +329,9 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
 def default_artifacts(uri: str) -> str | None:
     """Where a store's artifacts go when tracking.artifact_location is unset.
 
-    Beside a local SQLite store: ./mlartifacts next to mlflow.db. None for a
-    server, which decides for itself.
+    Beside a local SQLite store: ./mlartifacts next to mlflow.db (where
+    hpo/tracking/relocate.py finds it again once the folder has moved). None for
+    a server, which decides for itself.
     """
-    db = storage_file(uri)
-    if db is not None:
-        return str((db.parent if db.parent != Path("") else Path.cwd()).resolve() / "mlartifacts")
-    return None
+    beside = artifacts_beside(uri)
+    return None if beside is None else str(beside)

@@ -158,7 +158,13 @@ def _register() -> None:
     cs.store(name="hpo_ui_schema", node=UiConfig)
     primary = OmegaConf.load(CONF_DIR / "config.yaml")
     defaults = ["hpo_ui_schema" if d == "hpo_schema" else d for d in primary.defaults]
-    primary.defaults = [*defaults, {"override hydra/job_logging": "none"}]  # stderr, no file
+    primary.defaults = [*defaults, {"override hydra/job_logging": "none"}]  # no log file
+    # With no job logging, Hydra's own logging config is the root logger's: on stderr as
+    # say()'s lines (Hydra's default is stdout), so that stdout holds the URL lines only.
+    primary.hydra.hydra_logging = {
+        "formatters": {"simple": {"format": "%(message)s"}},
+        "handlers": {"console": {"stream": "ext://sys.stderr"}},
+    }
     primary.hydra.output_subdir = None  # looking saves no config
     primary.hydra.run.dir = "."
     primary.hydra.job.name = "hpo_ui"

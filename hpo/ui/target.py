@@ -18,9 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from hpo.cli import first_line
 from hpo.config import StorageConfig, TrackingConfig
 from hpo.errors import UserError
-from hpo.names import DIRECTION_TAG, METRIC_TAG, ROLE_STUDY, ROLE_TAG
+from hpo.names import DIRECTION_TAG, METRIC_TAG, ROLE_STUDY, ROLE_TAG, VIEW_KEY, VIEW_TAG
 from hpo.secrets import mask
 from hpo.storages import display_url, open_storage, optuna_url, storage_file, storage_url
+from hpo.tracking.relocate import relocate
 from hpo.tracking.tracker import bound_calls, check_server, default_artifacts, is_server
 
 # The runs table of "Model training" experiments in MLflow 3.x; without workflowType the
@@ -37,12 +38,15 @@ class Experiment:
     id: str
     metric: str | None = None  # the study metric (tag hpo.metric of the parent run)
     direction: str | None = None  # maximize or minimize
+    view: bool = False  # it holds the study's runs-table view (VIEW_TAG, hpo/runner/described.py)
 
 
 def find_experiment(tracking: TrackingConfig, study: str, rerun: str) -> Experiment:
     """The experiment named after ``study`` in ``tracking``'s store. No store, no such
     experiment or a deleted one is a UserError naming the fix (``rerun``: the command
-    that runs the study)."""
+    that runs the study). A local store whose folder was moved or copied first gets its
+    artifact locations pointed at it again (hpo/tracking/relocate.py): the UI shows the
+    plots and models."""
     uri = tracking.uri
     if is_server(uri):
         bound_calls(tracking.timeout)
@@ -56,6 +60,7 @@ def find_experiment(tracking: TrackingConfig, study: str, rerun: str) -> Experim
             )
     try:
         client = MlflowClient(uri)
+        relocate(uri, keep=tracking.artifact_location)
         found = client.get_experiment_by_name(study)
         if found is None:
             names = [e.name for e in client.search_experiments(max_results=NAMES_SHOWN + 1)]
@@ -74,7 +79,7 @@ def find_experiment(tracking: TrackingConfig, study: str, rerun: str) -> Experim
             f"cannot read the MLflow store {mask(uri)} ({mask(first_line(err))}): "
             "check tracking.uri="
         ) from None
-    return Experiment(str(found.experiment_id), metric, direction)
+    return Experiment(str(found.experiment_id), metric, direction, VIEW_TAG in found.tags)
 
 
 def _listed(names: list[str]) -> str:
@@ -98,11 +103,15 @@ def runs_url(base: str, experiment: Experiment) -> str:
 
     Sorted by the study metric, the table is flat: MLflow nests child runs under
     their parent (collapsed, one row for the whole study) only in its default
-    sort by start time. Runs without the metric (pruned, failed, the parent) come
-    last.
+    sort by start time. Runs without the metric (pruned, failed) come last. A
+    study that finished holds its view (columns: the metric, its std, the state,
+    the parameters), opened by its share key; the view sorts as said, and a sort
+    in the URL would make MLflow ignore it.
     """
     query = dict(WORKFLOW)
-    if experiment.metric:
+    if experiment.view:
+        query["viewStateShareKey"] = VIEW_KEY
+    elif experiment.metric:
         query["orderByKey"] = f"metrics.`{experiment.metric}`"
         query["orderByAsc"] = "true" if experiment.direction == "minimize" else "false"
     route = RUNS_ROUTE.format(id=quote(experiment.id))

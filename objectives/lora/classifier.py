@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import transformers
 from mlflow.pyfunc import PythonModel
 from peft import PeftModel
@@ -32,11 +33,13 @@ the adapter and the classification head (`adapter_model.safetensors`,
 `adapter_config.json`) and the tokenizer; `hpo_lora.json` the number of classes,
 the maximum text length and the base model.
 
-With MLflow (returns class probabilities, columns in the study's label order):
+With MLflow (returns class probabilities, columns in the study's label order;
+the input is a table with a string column `text`):
 
     import mlflow
+    import pandas as pd
     model = mlflow.pyfunc.load_model(MODEL_URI)
-    model.predict(["where is my order 12345"])
+    model.predict(pd.DataFrame({"text": ["where is my order 12345"]}))
 
 With peft alone:
 
@@ -116,11 +119,12 @@ class LoRAClassifier(PythonModel):
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
 
     def predict(
-        self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
-        """Class probabilities (P(class 1) for two classes) of a list or column of texts.
+        """Class probabilities (P(class 1) for two classes) of a column of texts.
 
-        MLflow reads the annotation as the input schema: a list of strings.
+        MLflow infers no input schema from a DataFrame hint (``list[str]`` would be
+        an unnamed one): the signature the model is logged with names the column.
         """
         assert self.model is not None
         texts = _texts(model_input)

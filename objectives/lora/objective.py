@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from peft import PeftModel
 
 from objectives.base import BadSetting, FoldData, Reporter
@@ -146,7 +147,7 @@ class LoRAObjective(LoRAKnobs, TorchObjective[LoRAKnobs]):
         return LoRAClassifier(model, tokenizer, n_classes, self.max_length, self.base_name())
 
     def predict(self, model: LoRAClassifier, X: np.ndarray) -> np.ndarray:
-        return model.predict(None, [str(x) for x in X])
+        return model.predict(None, pd.DataFrame({"text": [str(x) for x in X]}))
 
     def _build(self, knobs: LoRAKnobs, n_classes: int, seed: int) -> tuple[PeftModel, Any]:
         return build_model(self.base_path(), knobs, n_classes, seed, self.attention_dropout)

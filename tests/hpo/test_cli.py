@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from hpo.cli import composition_error, fail, missing_option
+from hpo.cli import composition_error, fail, look_command, missing_option
 from hpo.config import CONF_DIR
 
 
@@ -44,3 +44,19 @@ def test_fail_prints_one_masked_line_and_exits_with_the_status(capsys) -> None:
     assert done.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hunter2" not in err and err.startswith("error: ")
+
+
+def test_the_look_command_keeps_what_finds_the_study_s_stores() -> None:
+    argv = [
+        "study=xgb_f1",
+        "study.n_trials=5",
+        "storage=postgres",
+        "storage.url=postgresql://me:hunter2@db/hpo",
+        "+tracking.artifact_location=/srv/a",
+        "sampler=random",
+        "progress=false",
+    ]
+    assert look_command(argv) == (
+        "python -m hpo.ui study=xgb_f1 storage=postgres storage.url=postgresql://me:***@db/hpo "
+        "+tracking.artifact_location=/srv/a"
+    )

@@ -219,12 +219,13 @@ def test_cross_validate_other_metrics_are_out_of_fold():
     assert result.oof_scores == pytest.approx(oof)
 
 
-def test_cross_validate_averages_fit_facts_and_concatenates_curves():
+def test_cross_validate_averages_fit_facts_and_keeps_each_fold_s_curve():
+    """Joined, the folds' curves were one sawtooth line with no fold boundaries."""
     data = regression_data(n=40)
     folds = _kfold(data, n_splits=4)
     result = cross_validate(MeanObjective(), {}, CVSetup(data, folds, get_metric("mae"), seed=0))
     assert result.fit_facts == {"n_train": pytest.approx(30.0)}
-    assert result.curves == {"curve": [1.0, 0.5] * 4}
+    assert result.curves == {f"curve/fold_{k}": [1.0, 0.5] for k in range(4)}
 
 
 def test_cross_validate_passes_seed_plus_fold_index():

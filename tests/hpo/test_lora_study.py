@@ -54,7 +54,8 @@ def test_lora_intents_logs_lora_params_metrics_and_a_loadable_adapter(
         assert metrics["f1"] == pytest.approx(trial.value)
         epochs = trial.params["epochs"]
         for curve in CURVES:  # one point per epoch (one fold)
-            assert len(client.get_metric_history(child.info.run_id, curve)) == epochs
+            history = client.get_metric_history(child.info.run_id, f"{curve}/fold_0")
+            assert len(history) == epochs
         assert sorted(trial.intermediate_values) == list(range(epochs))
 
     uri = parent.data.tags["hpo.model_uri"]
@@ -74,9 +75,12 @@ def test_lora_intents_logs_lora_params_metrics_and_a_loadable_adapter(
     )
     texts = list(plan.data.X[valid])
     expected = plan.objective.predict(model, plan.data.X[valid])
-    np.testing.assert_allclose(pyfunc.predict(texts), expected, atol=1e-6)
-    files = {Path(f.path).name for f in client.list_artifacts(parent.info.run_id, "plots")}
-    assert "optimization_history.html" in files
+    import pandas as pd
+
+    got = pyfunc.predict(pd.DataFrame({"text": texts}))  # the signature's one string column
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    page = Path(client.download_artifacts(parent.info.run_id, "report.html")).read_text()
+    assert "Optimization History Plot" in page
 
 
 @pytest.mark.slow
@@ -94,7 +98,7 @@ def test_a_pruner_that_always_prunes_stops_a_lora_trial_after_its_first_epoch(ma
     assert child.data.tags["hpo.prune_reason"] == "pruned at epoch 1 of fold 0"
     assert child.data.metrics["pruned_epoch"] == 1 and child.data.metrics["epochs_run"] == 1
     client = MlflowClient(cfg.tracking.uri)
-    assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 1
+    assert len(client.get_metric_history(child.info.run_id, "train_loss/fold_0")) == 1
 
 
 @pytest.mark.slow
@@ -146,7 +150,5 @@ def test_lora_intents_pareto_trades_f1_against_trainable_parameters(make_cfg, sa
     best_f1 = max(study.best_trials, key=lambda t: t.values[0]).number
     assert parent.data.tags["hpo.model_trial"] == str(best_f1)
     client = MlflowClient(cfg.tracking.uri)
-    plots = {Path(f.path).name for f in client.list_artifacts(parent.info.run_id, "plots")}
-    assert "pareto_front.html" in plots
-    html = client.download_artifacts(parent.info.run_id, "plots/pareto_front.html")
-    assert "trainable_params" in Path(html).read_text()
+    page = Path(client.download_artifacts(parent.info.run_id, "report.html")).read_text()
+    assert "Pareto-front Plot" in page and "trainable_params" in page

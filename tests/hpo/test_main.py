@@ -112,7 +112,8 @@ def test_default_run_uses_local_stores_and_resumes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "study xgb_f1: 2 complete, 0 pruned, 0 fail" in done.stdout
     assert "best f1 (maximize)" in done.stdout
-    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in done.stdout
+    look = "look: python -m hpo.ui study=xgb_f1  (MLflow's UI on experiment 'xgb_f1')"
+    assert look in done.stdout
     assert (tmp_path / "optuna.journal").is_file() and (tmp_path / "mlflow.db").is_file()
 
     again = hpo("study=xgb_f1", "study.n_trials=3", *FAST, cwd=tmp_path)
@@ -247,17 +248,18 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_mlflow_ui_command_from_the_readme_serves_the_study(tmp_path: Path) -> None:
-    """`hpo` (the console script), then the README's `mlflow ui` command, asked over HTTP."""
+def test_the_readme_s_look_command_serves_the_study(tmp_path: Path) -> None:
+    """`hpo` (the console script), then the README's quick-start look command: its URL
+    line, and the study's runs and artifacts asked over HTTP."""
     import json
     import shutil
-    import time
+    import signal
     import urllib.request
 
     script = shutil.which("hpo", path=str(Path(sys.executable).parent))
     assert script, "the console script `hpo` is installed beside python"
     done = subprocess.run(
-        [script, "study=xgb_rmse", "study.n_trials=2", *FAST],
+        [script, "study=xgb_f1", "study.n_trials=2", *FAST],
         cwd=tmp_path,
         text=True,
         capture_output=True,
@@ -266,27 +268,29 @@ def test_mlflow_ui_command_from_the_readme_serves_the_study(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     command = next(
-        line.split("#")[0].split() for line in readme.splitlines() if line.startswith("mlflow ui")
+        line.split("#")[0].split()
+        for line in readme.splitlines()
+        if line.startswith("python -m hpo.ui")
     )
+    assert command == ["python", "-m", "hpo.ui", "study=xgb_f1"]
+    assert " ".join(command) in done.stdout, "the summary prints the same command"
     port = _free_port()
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    server = subprocess.Popen(
-        [mlflow_bin, *command[1:], "--host", "127.0.0.1", "--port", str(port)],
+    ui = subprocess.Popen(
+        [sys.executable, *command[1:], f"port={port}"],
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        assert ui.stdout is not None
+        line = ui.stdout.readline()  # printed once the server answers
+        assert line.startswith(f"MLflow UI for study xgb_f1: {base}/#/experiments/"), line
         got = json.load(
             urllib.request.urlopen(
-                f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=xgb_rmse"
+                f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=xgb_f1"
             )
         )
         experiment_id = got["experiment"]["experiment_id"]
@@ -298,12 +302,14 @@ def test_mlflow_ui_command_from_the_readme_serves_the_study(tmp_path: Path) -> N
         )
         found = json.load(urllib.request.urlopen(request))["runs"]
         names = sorted(r["info"]["run_name"] for r in found)
-        assert names == ["trial-0000", "trial-0001", "xgb_rmse"]
-        parent = next(r for r in found if r["info"]["run_name"] == "xgb_rmse")
+        assert names[-1] == "xgb_f1"
+        assert [n[:10] for n in names[:-1]] == ["trial-0000", "trial-0001"]
+        parent = next(r for r in found if r["info"]["run_name"] == "xgb_f1")
         artifact = urllib.request.urlopen(
             f"{base}/get-artifact?path=config.yaml&run_uuid={parent['info']['run_id']}"
         ).read()
-        assert b"name: xgb_rmse" in artifact
+        assert b"name: xgb_f1" in artifact
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        ui.send_signal(signal.SIGINT)
+        ui.wait(timeout=60)
+    assert ui.returncode == 0

@@ -38,8 +38,11 @@ def test_mlp_study_logs_curves_and_a_loadable_pipeline(make_cfg, study_name: str
         assert m["n_params"] > 0 and m["fit_seconds"] > 0
         epochs = round(m["epochs_run"] * m["n_folds_run"])  # mean per fold times folds
         for curve in ("train_loss", "inner_valid_loss", f"inner_valid_{metric}"):
-            history = client.get_metric_history(child.info.run_id, curve)
-            assert [h.step for h in history] == list(range(epochs))
+            folds = sorted(k for k in m if k.startswith(f"{curve}/fold_"))  # a line per fold
+            assert len(folds) == m["n_folds_run"]
+            steps = [h.step for f in folds for h in client.get_metric_history(child.info.run_id, f)]
+            assert len(steps) == epochs  # each fold's epochs, from its own step 0
+            assert steps.count(0) == len(folds)
 
     mlflow.set_tracking_uri(cfg.tracking.uri)  # as a user does: models:/ URIs resolve there
     pyfunc = mlflow.pyfunc.load_model(parent.data.tags["hpo.model_uri"])
@@ -49,7 +52,11 @@ def test_mlp_study_logs_curves_and_a_loadable_pipeline(make_cfg, study_name: str
     info = best.user_attrs["cv"]["info"]
     model = plan.objective.refit(best.params, data.X, data.y, data.n_classes, info, 0)
     expected = plan.objective.predict(model, data.X[:20])
-    np.testing.assert_allclose(np.asarray(pyfunc.predict(data.X[:20])), expected, rtol=1e-5)
+    import pandas as pd
+
+    frame = pd.DataFrame(data.X[:20], columns=data.feature_names)  # the signature's columns
+    got = np.asarray(pyfunc.predict(frame)).reshape(expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
     flavors = mlflow.models.get_model_info(parent.data.tags["hpo.model_uri"]).flavors
     assert "pytorch" in flavors and "python_function" in flavors
 
@@ -69,7 +76,7 @@ def test_a_pruner_that_always_prunes_stops_each_trial_at_its_first_epoch(make_cf
         assert child.data.metrics["pruned_epoch"] == 1
         assert child.data.metrics["pruned_fold"] == 0
         assert child.data.metrics["epochs_run"] == 1
-        assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 1
+        assert len(client.get_metric_history(child.info.run_id, "train_loss/fold_0")) == 1
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ from benchmarks.faults.invariants import first_line, load
 from benchmarks.faults.rows.base import Staged, before, evidence, mlflow_file, row
 from benchmarks.faults.rows.files import tmpfs
 from benchmarks.faults.scene import EXIT_TIMEOUT, Ended, NotReached, Scene, scene
-from hpo.names import MODEL_TRIAL_TAG, PARENT_ATTR
+from hpo.names import MODEL_TRIAL_TAG, PARENT_ATTR, REPORT_ARTIFACT
 from hpo.tracking.spool import Spool, spool_folder
 
 LEFT = 24 * 1024  # bytes left free on the full disk, as rows/files.py's full-disk leaves
@@ -165,7 +165,7 @@ def finished_end(s: Scene) -> list[str]:
     problems = [] if run.info.status == "FINISHED" else [f"parent run {run.info.status}"]
     if MODEL_TRIAL_TAG not in run.data.tags:
         problems.append("no best model on the parent run")
-    plots = [a.path for a in client.list_artifacts(run.info.run_id, "plots")]
-    if not plots:
-        problems.append("no plots on the parent run")
+    files = [a.path for a in client.list_artifacts(run.info.run_id)]
+    if REPORT_ARTIFACT not in files:
+        problems.append(f"no {REPORT_ARTIFACT} (the plots) on the parent run")
     return problems

@@ -19,7 +19,7 @@ from hpo.names import CV_ATTR, CV_FIT_FACTS
 from hpo.pruning import without_pruning
 from hpo.runner import Plan, make_plan, run
 from hpo.samplers import GridSampler, build_pruner, build_sampler, trial_sampler
-from hpo.storages import display_url, open_storage
+from hpo.storages import open_storage, storage_line
 
 log = logging.getLogger(__name__)
 REFUSED = {"loo": "leave-one-out", "holdout": "holdout", "group_holdout": "group_holdout"}
@@ -216,5 +216,5 @@ def _study_so_far(cfg: Config, plan: Plan) -> report.Summary:
         summary = report.Summary(
             plan.spec.name, plan.spec.metric, plan.direction, report.count_states([]), extra=names
         )
-    summary.where["optuna storage"] = display_url(cfg.storage)
+    summary.where["optuna storage"] = storage_line(cfg.storage)
     return summary

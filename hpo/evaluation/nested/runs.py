@@ -69,7 +69,8 @@ def log_nested(cfg: Config, plan: Plan, result: NestedResult) -> str:
             {},
         )
         client.set_terminated(run_id, "FINISHED")
-        return f"{tracker.ui_command()}  (experiment '{plan.spec.name}')"
+        look = tracker.ui_command(plan.spec.metric, plan.direction)
+        return f"{look}  (MLflow's UI on experiment '{plan.spec.name}')"
     except Exception as err:
         log.warning(
             "the nested CV estimate is not on MLflow (%s): it is in the summary; run the "

@@ -22,28 +22,32 @@ def test_parent_run_has_summary_plots_config_and_loadable_model(make_cfg) -> Non
     client = MlflowClient(cfg.tracking.uri)
 
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert parent.data.metrics["f1"] == pytest.approx(study.best_value), "named after the metric"
+    assert "best_value" not in parent.data.metrics
     assert parent.data.metrics["n_complete"] == 3
     assert all(not t.intermediate_values for t in study.trials), "pruner=none: no reports"
     assert parent.data.tags["hpo.best_trial"] == str(study.best_trial.number)
     for key, value in study.best_params.items():
         assert parent.data.tags[f"best.{key}"] == str(value)
+    assert parent.data.params == {k: str(v) for k, v in study.best_params.items()}
+    assert parent.data.tags["hpo.params_trial"] == str(study.best_trial.number)
     files = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
-    assert "config.yaml" in files
-    assert {
-        "plots/optimization_history.html",
-        "plots/slice.html",
-        "plots/parallel_coordinate.html",
-        "plots/param_importances.html",
-    } <= plots
+    assert {"config.yaml", "report.html"} <= files
+    page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report.html")
+    for title in ("Optimization History", "Slice Plot", "Parallel Coordinate", "Importances"):
+        assert title in page, title
+    assert page.count("plotly.js v") == 1, "one copy of plotly.js for every figure"
+    assert '<script src="https://cdn.plot.ly' not in page, "it opens offline"
 
     mlflow.set_tracking_uri(cfg.tracking.uri)  # as a user does: models:/ URIs resolve there
     model = mlflow.pyfunc.load_model(parent.data.tags["hpo.model_uri"])
+    import pandas as pd
+
     from hpo.data import load_data
 
     data = load_data("breast_cancer", "classification", 0)
-    predictions = np.asarray(model.predict(data.X[:10]))
+    frame = pd.DataFrame(data.X[:10], columns=data.feature_names)  # the signature's columns
+    predictions = np.asarray(model.predict(frame))
     assert predictions.shape == (10,)
     assert ((predictions >= 0) & (predictions <= 1)).all()
 
@@ -89,7 +93,15 @@ def test_a_study_finished_again_or_at_once_elsewhere_keeps_one_best_model(make_c
 
     X, y = np.zeros((4, 30)), np.array([0, 1, 0, 1])
     model = DummyClassifier().fit(X, y)
-    log_model(again, PriorObjective(), model, X, model.predict_proba(X)[:, 1], int(best))  # type: ignore[arg-type]
+    log_model(
+        again,  # type: ignore[arg-type]
+        PriorObjective(),
+        model,
+        X,
+        model.predict_proba(X)[:, 1],
+        int(best),
+        feature_names=[f"x{i}" for i in range(30)],
+    )
     client.delete_tag(parent.info.run_id, "hpo.model_trial")  # cut off before the tag
     run(cfg)  # resumed: the budget is used, so it only finishes again
 
@@ -146,27 +158,25 @@ def test_the_winners_evaluation_pages_and_cost_threshold_are_on_the_parent_run(m
     parent, _ = runs(cfg)
     assert parent.data.metrics["threshold"] == pytest.approx(summary.threshold.value)
     assert parent.data.metrics["expected_cost"] <= parent.data.metrics["expected_cost_at_half"]
-    client = MlflowClient(cfg.tracking.uri)
-    pages = {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")}
-    assert pages == {
-        "evaluation/out_of_fold.html",
-        "evaluation/test.html",
-        "evaluation/bias_variance.html",  # evaluation.curves=auto: a cheap winner's curves
-    }
     assert parent.data.tags["hpo.bias_variance"] == summary.bias_variance
     assert f"bias/variance: {summary.bias_variance}" in summary.text()
-    curves = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/evaluation/bias_variance.html")
-    assert "Validation curve along" in curves and "Learning curve" in curves
-    page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/evaluation/test.html")
-    assert "held-out test rows" in page and f"threshold {summary.threshold.value:.3g}" in page
+    page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report.html")
+    sections = ("on its out-of-fold predictions", "on its held-out test rows", "bias and variance")
+    for heading in sections:  # evaluation.curves=auto: a cheap winner's curves are drawn
+        assert heading in page, heading
+    assert "Validation curve along" in page and "Learning curve" in page
+    assert f"threshold {summary.threshold.value:.3g}" in page
     assert page.count("plotly.js v") == 1
 
     mlflow.set_tracking_uri(cfg.tracking.uri)  # the decision model loads its scorer by URI
     scorer = mlflow.pyfunc.load_model(parent.data.tags["hpo.model_uri"])
     decider = mlflow.pyfunc.load_model(parent.data.tags["hpo.decision_model_uri"])
+    import pandas as pd
+
     from hpo.data import load_data
 
-    X = load_data("breast_cancer", "classification", 0).X[:40]
+    data = load_data("breast_cancer", "classification", 0)
+    X = pd.DataFrame(data.X[:40], columns=data.feature_names)  # the signature's columns
     scores = np.asarray(scorer.predict(X))
     cut = summary.threshold.value
     assert np.array_equal(decider.predict(X), (scores >= cut).astype(int)), "it applies the cut"
@@ -192,7 +202,7 @@ def test_a_full_artifact_disk_at_the_end_stops_in_one_line_and_closes_the_parent
     room = MlflowClient.log_text
 
     def no_room(self: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
-        if artifact_file.startswith("plots/"):  # the config, at the start, still fits
+        if artifact_file == "report.html":  # the config, at the start, still fits
             raise OSError(errno.ENOSPC, "No space left on device")
         room(self, run_id, text, artifact_file)
 
@@ -208,5 +218,5 @@ def test_a_full_artifact_disk_at_the_end_stops_in_one_line_and_closes_the_parent
     run(cfg)
     parent, _ = runs(cfg)
     assert parent.info.status == "FINISHED" and "hpo.model_trial" in parent.data.tags
-    plots = MlflowClient(cfg.tracking.uri).list_artifacts(parent.info.run_id, "plots")
-    assert plots, "the plots are on the parent run"
+    files = {a.path for a in MlflowClient(cfg.tracking.uri).list_artifacts(parent.info.run_id)}
+    assert "report.html" in files, "the plots are on the parent run"

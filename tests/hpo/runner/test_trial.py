@@ -98,6 +98,8 @@ def test_a_pruned_trials_run_logs_its_partial_mean_under_a_name_that_says_so(mak
         assert metrics["n_folds_run"] == 1
         folds = client.get_metric_history(child.info.run_id, "roc_auc_partial_fold")
         assert [m.value for m in folds] == pytest.approx([0.5])
+        number = int(child.data.tags["hpo.trial"])
+        assert child.info.run_name == f"trial-{number:04d}-pruned", "told apart at a glance"
 
 
 def test_a_worker_that_wakes_after_its_trial_was_reaped_writes_neither_store(

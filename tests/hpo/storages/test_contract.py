@@ -32,6 +32,7 @@ from hpo.storages import (
     max_retry,
     open_storage,
     optuna_url,
+    storage_line,
     study_lock,
 )
 from hpo.storages.registry import kind_of
@@ -177,6 +178,25 @@ def test_optunas_own_tools_open_the_url_as_given_to_them(store: Store) -> None:
     else:
         storage = url  # SQLAlchemy's URL, with the installed driver (psycopg)
     assert store.study in optuna.get_all_study_names(storage=storage)
+
+
+def test_the_summary_names_the_storage_as_optuna_s_cli_opens_it(store: Store) -> None:
+    """The summary's line, run as printed: ``optuna studies --storage ...`` lists the study."""
+    import subprocess
+    import sys
+
+    optuna.create_study(study_name=store.study, storage=open_storage(store.cfg()))
+    line = storage_line(store.cfg())
+    given = line.split("optuna studies --storage ", 1)[1].split(";")[0]
+    assert "canarypw" not in line
+    if store.kind == "redis":  # Optuna's journal on Redis: the CLI guesses it from redis://
+        assert given.startswith("redis")
+    optuna_cli = str(Path(sys.executable).parent / "optuna")  # the console script users run
+    cli = [optuna_cli, "studies", "--storage", given, "-f", "json"]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert store.study in done.stdout
+    assert f"optuna-dashboard {given})" in line
 
 
 # --- worker processes on one study ---------------------------------------------------------------

@@ -197,3 +197,29 @@ def test_the_command_line_on_a_garbage_journal_prints_one_error_line_and_exits_2
         f"error: the journal {path} is damaged at line 3 (byte {offset})"
     )
     assert path.read_bytes() == damaged
+
+
+def test_workers_and_optuna_dashboard_take_the_same_journal_lock(tmp_path: Path) -> None:
+    """optuna-dashboard (notes, its writes) locks the journal with Optuna's symlink lock, hpo
+    with its open lock: two classes, one file (PATH.lock, created exclusively), so each
+    waits for the other and no append of one interleaves with the other's."""
+    import threading
+
+    from optuna_dashboard._storage_url import get_journal_file_storage
+
+    from hpo.storages.journal import MendingLock
+
+    path = tmp_path / "optuna.journal"
+    optuna.create_study(study_name="s", storage=open_storage(StorageConfig(url=f"journal:{path}")))
+    dashboard = get_journal_file_storage(str(path))._backend._lock  # what the dashboard uses
+    worker = MendingLock(str(path))
+    for holder, waiter in ((worker, dashboard), (dashboard, worker)):
+        holder.acquire()
+        taken = threading.Event()
+        thread = threading.Thread(target=lambda w=waiter, t=taken: (w.acquire(), t.set()))
+        thread.start()
+        assert not taken.wait(0.5), f"{type(waiter).__name__} got the lock while it was held"
+        holder.release()
+        thread.join(timeout=60)
+        assert taken.is_set(), f"{type(waiter).__name__} got the lock once it was free"
+        waiter.release()

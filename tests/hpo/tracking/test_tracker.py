@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -150,14 +151,15 @@ def test_two_workers_log_one_study_through_the_server_and_agree(
 
     # plots, config and the refit model went through the server to its artifacts folder
     logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"config.yaml", "plots"} <= logged
+    assert {"config.yaml", "report.html"} <= logged
     before = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)  # models:/ URIs resolve through the tracking server
     try:
         model = mlflow.pyfunc.load_model(parent.data.tags["hpo.model_uri"])
     finally:
         mlflow.set_tracking_uri(before)
-    assert np.asarray(model.predict(np.zeros((2, 30), dtype=np.float32))).shape[0] == 2
+    columns = model.metadata.get_input_schema().input_names()  # the data's feature names
+    assert np.asarray(model.predict({name: [0.0, 0.0] for name in columns})).shape[0] == 2
     assert list(artifacts.rglob("MLmodel")), "the model's files are on the server's side"
     assert list(artifacts.rglob("config.yaml"))
 
@@ -168,3 +170,42 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
     with pytest.raises(UserError, match=r"cannot reach the MLflow tracking server.*refused"):
         Tracker(cfg, "x", "tpe")
     assert time.monotonic() - started < 10, "no minutes of MLflow client retries"
+
+
+def test_a_long_curve_keeps_evenly_spaced_steps_with_its_first_and_last() -> None:
+    from hpo.tracking.tracker import thinned
+
+    kept = thinned(100, 20)
+    assert len(kept) == 20 and kept[0] == 0 and kept[-1] == 99
+    gaps = [b - a for a, b in itertools.pairwise(kept)]
+    assert max(gaps) - min(gaps) <= 1, "evenly spaced"
+    assert thinned(10, 20) == list(range(10)), "a short curve is kept whole"
+    assert thinned(100, 0) == list(range(100)), "0 keeps every point"
+    assert thinned(7, 1) == [6], "one point: the last"
+
+
+def test_a_trial_s_curves_are_thinned_on_their_own_steps_and_its_folds_kept_whole(
+    tmp_path: Path,
+) -> None:
+    """Curves were 97.5% of a study's metric rows (536 a trial): tracking.curve_points
+    bounds each, the step staying the epoch; the fold scores are never thinned."""
+    from hpo.tracking.records import TrialRecord
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = TrackingConfig(uri=uri, writer="inline", spool=str(tmp_path), curve_points=5)
+    tracker = Tracker(cfg, "thin", "tpe")
+    tracker.open_parent(None, {})
+    run_id = tracker.start_trial(0)
+    curve = [1.0 / (epoch + 1) for epoch in range(50)]
+    folds = [0.1 * k for k in range(30)]
+    record = TrialRecord(
+        0, "COMPLETE", {}, {"f1": 0.5}, {"f1_fold": folds}, curves={"loss/fold_0": curve}
+    )
+    tracker.end_trial(run_id, record)
+    tracker.flush()
+    client = MlflowClient(uri)
+    history = client.get_metric_history(run_id, "loss/fold_0")
+    steps = sorted(m.step for m in history)
+    assert len(steps) == 5 and steps[0] == 0 and steps[-1] == 49
+    assert all(m.value == pytest.approx(curve[m.step]) for m in history)
+    assert len(client.get_metric_history(run_id, "f1_fold")) == 30

@@ -25,7 +25,6 @@ from hpo.ui.servers import Server, ServerFailed
 from tests.hpo.ui.conftest import EXPERIMENT_ID, FakeTracking, free_port, stand_in
 
 REPO = Path(__file__).parents[3]
-CHROMIUM = Path("/usr/bin/chromium")
 URL_LINE = re.compile(r"^MLflow UI for study (\S+): (\S+)")
 
 
@@ -165,56 +164,6 @@ def test_sigterm_while_starting_stops_the_server_with_status_0(study: Config, tm
     ui.said("starting the MLflow UI")
     assert ui.stop(signal.SIGTERM) == 0
     assert ui.err[-1] == "stopping the MLflow UI"
-
-
-def browser_or_skip() -> None:
-    """Skip without Chromium or Playwright, unless HPO_REQUIRE_BROWSER=1 (then fail)."""
-    missing = None
-    if not CHROMIUM.exists():
-        missing = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = missing or "playwright is not installed (pip install playwright)"
-    if missing is None:
-        return
-    if os.environ.get("HPO_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"HPO_REQUIRE_BROWSER=1 but {missing}")
-    pytest.skip(missing)
-
-
-@pytest.mark.slow
-@pytest.mark.browser
-def test_the_url_lands_on_the_study_s_runs_table(study: Config, tmp_path: Path) -> None:
-    """The printed URL, opened in headless Chromium, shows the study's trial runs (not
-    MLflow's GenAI overview); Ctrl-C then stops the server and frees its port."""
-    browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    port = free_port()
-    ui = UI(*stores(study), f"port={port}", cwd=tmp_path)
-    match = URL_LINE.match(ui.line())
-    assert match, ui.err
-    assert match.group(1) == study.study.name
-    url = match.group(2)
-    assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/")
-    screenshot = os.environ.get("HPO_UI_SCREENSHOT", str(tmp_path / "runs.png"))
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(url)
-            for number in range(3):  # flat rows, not one collapsed parent
-                page.get_by_text(f"trial-{number:04d}", exact=True).wait_for(timeout=90_000)
-            page.get_by_text("Run Name", exact=True).wait_for()
-            assert "/runs" in page.url and "workflowType=machine_learning" in page.url
-            page.screenshot(path=screenshot)
-            browser.close()
-    finally:
-        status = ui.stop(signal.SIGINT)
-    assert status == 0
-    assert ui.err[-1] == "stopping the MLflow UI"
-    servers.require_free(port, "port")
 
 
 @pytest.mark.slow

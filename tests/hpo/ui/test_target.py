@@ -77,12 +77,12 @@ def test_a_deleted_experiment_says_how_to_restore_it(mlflow_uri: str) -> None:
         find_experiment(TrackingConfig(uri=mlflow_uri), name, RERUN)
 
 
-def test_a_study_s_experiment_is_ranked_by_its_metric(study: Config) -> None:
+def test_a_study_s_experiment_is_ranked_by_its_metric_and_holds_its_view(study: Config) -> None:
     found = find_experiment(study.tracking, study.study.name, RERUN)
     client = MlflowClient(study.tracking.uri)
     experiment = client.get_experiment_by_name(study.study.name)
     assert experiment is not None
-    assert found == Experiment(experiment.experiment_id, "roc_auc", "maximize")
+    assert found == Experiment(experiment.experiment_id, "roc_auc", "maximize", view=True)
 
 
 def test_a_tracking_server_is_asked_over_http(tracking_server: str) -> None:
@@ -121,3 +121,11 @@ def test_no_optuna_storage_names_running_the_study(tmp_path: Path) -> None:
 def test_an_unknown_optuna_study_lists_the_studies(study: Config) -> None:
     with pytest.raises(UserError, match=r"no study 'nope' in journal:.* \(it has: tiny_prior-"):
         find_study(study.storage, "nope", RERUN)
+
+
+def test_a_study_s_own_view_is_opened_by_its_share_key_alone() -> None:
+    """MLflow ignores a shared view when the URL also sorts: the view sorts itself."""
+    url = runs_url("http://h:5000", Experiment("3", "f1", "maximize", view=True))
+    assert url == (
+        "http://h:5000/#/experiments/3/runs?workflowType=machine_learning&viewStateShareKey=hpo"
+    )
