@@ -253,9 +253,22 @@ class Tracker:
         """The markdown ``note`` on the parent run and the experiment, and the runs-table
         ``view`` (hpo/runner/described.py) on the experiment."""
         assert self.parent_id is not None
-        self.client.set_tag(self.parent_id, NOTE_TAG, mask(note))
-        self.client.set_experiment_tag(self.experiment_id, NOTE_TAG, mask(note))
-        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG, view)
+        # log_batch, not set_tag: MLflow's SQL store retries a tag another process inserted
+        # at the same moment (workers finishing together) in a batch, not in set_tag
+        self.client.log_batch(self.parent_id, tags=[RunTag(NOTE_TAG, mask(note))])
+        self._experiment_tag(NOTE_TAG, mask(note))
+        self._experiment_tag(VIEW_TAG, view)
+
+    def _experiment_tag(self, key: str, value: str, tries: int = 3) -> None:
+        """set_experiment_tag, again when another process inserted the same tag between
+        MLflow's read and its insert (a unique-key error; the next try updates it)."""
+        for attempt in range(tries):
+            try:
+                self.client.set_experiment_tag(self.experiment_id, key, value)
+                return
+            except MlflowException as err:
+                if attempt == tries - 1 or not lost_race(err):
+                    raise
 
     def close_study(self, status: str = "FINISHED") -> None:
         if self.parent_id:
@@ -274,6 +287,14 @@ class Tracker:
             shown = Experiment(self.experiment_id, metric, direction, view=True)
             return f"open {runs_url(self.uri, shown)}"
         return look_command(sys.argv[1:])
+
+
+RACES = ("UNIQUE constraint failed", "duplicate key value", "IntegrityError")
+
+
+def lost_race(err: Exception) -> bool:
+    """An insert refused because another process inserted the same key first."""
+    return any(said in str(err) for said in RACES)
 
 
 def thinned(length: int, points: int) -> list[int]:
