@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import print_table
+from benchmarks.common import load, revision, table
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -102,7 +102,8 @@ def main() -> None:
         url_at, table_at, rss = look_once(folder)
         rows.append([f"python -m hpo.ui (look {repeat + 1})", "URL line", f"{url_at:.1f}", ""])
         rows.append(["", "runs table drawn", f"{table_at:.1f}", f"{rss:.0f}"])
-    print_table(["command", "until", "seconds", "MB resident"], rows)
+    print(f"revision {revision()}, load {load()}")
+    print(table(["command", "until", "seconds", "MB resident"], rows, right={2, 3}))
     print(f"folder: {folder}")
 
 
