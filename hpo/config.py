@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from hpo.errors import UserError
-
-REPO_DIR = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO_DIR / "conf"
-STUDIES_DIR = REPO_DIR / "studies"
+from hpo.paths import CONF_DIR, REPO_DIR, STUDIES_DIR, study_dirs  # noqa: F401 (shared names)
 
 
 @dataclass
@@ -187,18 +182,6 @@ class Config:
     # study without it writes the summary, plots and model, and owns the parent run's state
     trials_only: bool = False
     worker_id: int = 0  # a launcher sweep's job index (conf/launcher/): identical jobs differ by it
-
-
-def study_dirs() -> list[Path]:
-    """The folders studies are read from: the project's, then ./studies and $HPO_STUDIES_DIR."""
-    dirs = [STUDIES_DIR, Path.cwd() / "studies"]
-    if extra := os.environ.get("HPO_STUDIES_DIR"):
-        dirs.extend(Path(p) for p in extra.split(os.pathsep))
-    unique: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in unique:
-            unique.append(d.resolve())
-    return unique
 
 
 def register_configs() -> None:

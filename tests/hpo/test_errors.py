@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 import pytest
 
-import hpo.__main__ as hpo_main
+import hpo.command as hpo_main
 from hpo.check import command as check_command
 from hpo.errors import UserError
 from objectives.base import BadSetting
