@@ -1,5 +1,6 @@
-"""``python -m hpo``: a bare ``--help`` is answered at once (hpo/usage.py); anything else
-is the command (hpo/command.py), which imports Hydra and Optuna first (about a second)."""
+"""``python -m hpo``: ``--help`` is answered from file names (hpo/usage.py), and with
+overrides it adds their composed config as ``--cfg job`` prints it (1 s, where Hydra's
+help took 3-10 s); anything else is the command (hpo/command.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from hpo import usage
 
 def main() -> None:
     """Entry point of ``python -m hpo`` and the ``hpo`` console script."""
-    if usage.wanted(sys.argv[1:]):
+    argv = sys.argv[1:]
+    if usage.wanted(argv):
         print(usage.text())
         return
     from hpo.command import main as command
 
+    if usage.with_overrides(argv):  # the page, then the config as --cfg job composes it
+        print(usage.text(), "", usage.COMPOSED, sep="\n", flush=True)
+        sys.argv[1:] = usage.as_cfg_job(argv)
     command()
 
 

@@ -18,6 +18,13 @@ def test_only_a_bare_help_skips_hydra() -> None:
     assert usage.wanted(["--help"]) and usage.wanted(["-h"])
     assert not usage.wanted(["study=xgb_f1", "--help"]), "a study's help shows its config"
     assert not usage.wanted([]) and not usage.wanted(["--hydra-help"])
+    assert usage.with_overrides(["study=xgb_f1", "-h"]) and not usage.with_overrides(["-h"])
+    assert usage.as_cfg_job(["study=xgb_f1", "--help", "seed=1"]) == [
+        "study=xgb_f1",
+        "seed=1",
+        "--cfg",
+        "job",
+    ]
 
 
 def test_a_study_in_another_folder_is_listed(tmp_path: Path, monkeypatch) -> None:
@@ -39,17 +46,28 @@ def test_the_groups_are_hydra_s_and_neither_hydra_nor_optuna_is_imported() -> No
     )
     assert fast.returncode == 0, fast.stderr
     assert fast.stdout.rstrip().endswith("[]"), "nothing heavy imported"
+    hydra_help = "import sys; sys.argv = ['hpo', '--help']; from hpo.command import main; main()"
     hydra = subprocess.run(
-        [sys.executable, "-m", "hpo", "study=xgb_f1", "--help"],
+        [sys.executable, "-c", hydra_help], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert hydra.returncode == 0, hydra.stderr
+    assert "== Composed config for these overrides ==" in hydra.stdout, "Hydra's own help"
+    assert _groups(fast.stdout) == _groups(hydra.stdout)
+    assert any(line.startswith("study: ") for line in _groups(fast.stdout))
+
+
+def test_help_with_overrides_adds_their_composed_config() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo", "study=xgb_rmse", "sampler=cmaes", "--help"],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert hydra.returncode == 0, hydra.stderr
-    assert "== Composed config for these overrides ==" in hydra.stdout, "Hydra's own help"
-    assert _groups(fast.stdout) == _groups(hydra.stdout)
-    assert "study: " in _groups(fast.stdout)[-2]
+    assert done.returncode == 0, done.stderr
+    page, config = done.stdout.split(usage.COMPOSED + "\n")
+    assert _groups(page) == _groups(usage.text())
+    assert "name: xgb_rmse" in config and "_target_: optuna.samplers.CmaEsSampler" in config
 
 
 def _groups(page: str) -> list[str]:
