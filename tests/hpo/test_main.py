@@ -88,7 +88,7 @@ def test_help_lists_studies_and_groups(tmp_path: Path) -> None:
     assert done.returncode == 0
     studies = next(line for line in done.stdout.splitlines() if line.startswith("study: "))
     assert {"xgb_f1", "xgb_imbalanced_ap", "xgb_rmse"} <= set(studies[7:].split(", "))
-    assert "sampler: cmaes, grid, nsga2, random, tpe" in done.stdout
+    assert "sampler: cmaes, gp, grid, nsga2, random, tpe" in done.stdout
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:

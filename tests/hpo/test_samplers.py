@@ -31,7 +31,7 @@ def draw(study: optuna.Study, sampler_cfg, number: int | None = None) -> float:
     return x
 
 
-@pytest.mark.parametrize("sampler", ["random", "tpe"])
+@pytest.mark.parametrize("sampler", ["random", "tpe", "gp"])
 def test_two_workers_on_one_study_draw_distinct_points(make_cfg, sampler: str) -> None:
     cfg = make_cfg("study=tiny_prior", f"sampler={sampler}")
     storage = optuna.storages.InMemoryStorage()
@@ -96,6 +96,7 @@ def test_cmaes_options_in_the_config_are_accepted(make_cfg) -> None:
         ("cmaes", True, False),
         ("grid", False, True),
         ("nsga2", False, True),
+        ("gp", True, True),
     ],
 )
 def test_each_shipped_sampler_states_its_traits_in_its_yaml(
@@ -120,3 +121,13 @@ def test_a_misspelt_trait_is_refused_naming_the_traits() -> None:
     cfg = {"_target_": "optuna.samplers.RandomSampler", "hpo": {"reseed": 1}}
     with pytest.raises(UserError, match=r"sampler\.hpo\.reseed is not a sampler trait"):
         sampler_traits(cfg)
+
+
+def test_a_study_runs_under_the_gaussian_process_sampler(make_cfg) -> None:
+    """sampler=gp (Optuna's GPSampler): past its startup trials the GP proposes them."""
+    from hpo.runner import run
+
+    cfg = make_cfg("study=tiny_prior", "sampler=gp", "sampler.n_startup_trials=2")
+    summary = run(cfg)
+    assert summary is not None and summary.counts["COMPLETE"] == cfg.study.n_trials
+    assert cfg.study.n_trials > 2, "some trials past the startup ones"
