@@ -11,6 +11,8 @@ last step, and a pruner's resource (Hyperband's ``max_resource: auto``) is
 n_folds * max_epochs (max_epochs in holdout mode). Folds side by side are
 judged in step order, as if they ran one after another (both kinds of pruning
 are in hpo/pruning.py: ``fold_should_prune``, ``EpochsInStepOrder``).
+Under ``pruner=wilcoxon`` (``CVSetup.fold_scores``) every objective reports each
+fold's own score at step = fold, for the pruner's paired test across trials.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ class CVSetup:
     seed: int
     leave_one_out: bool = False
     n_jobs: int = 1
+    # Report each fold's own score at step = fold, never epochs (hpo.pruning.fold_scores):
+    # WilcoxonPruner pairs a trial's fold scores with the best trial's on the same folds.
+    fold_scores: bool = False
 
 
 @dataclass
@@ -180,9 +185,9 @@ def cross_validate(
     data, folds, metric, pooled = setup.data, setup.folds, setup.metric, setup.leave_one_out
     n_jobs = max(1, min(setup.n_jobs, len(folds)))
     stride = objective.max_steps(params)
-    epochs = (
-        EpochsInStepOrder(should_prune, stride) if should_prune and stride and not pooled else None
-    )
+    epochs = None
+    if should_prune and stride and not pooled and not setup.fold_scores:
+        epochs = EpochsInStepOrder(should_prune, stride)
     cores = os.cpu_count() or 1
     stop = threading.Event()  # the trial is over: folds still running stop early
     oof: np.ndarray | None = None
@@ -235,7 +240,7 @@ def cross_validate(
                     if (
                         epochs is None
                         and should_prune
-                        and fold_should_prune(should_prune, index, fold_values)
+                        and fold_should_prune(should_prune, index, fold_values, setup.fold_scores)
                     ):
                         raise FoldsPruned(_result(fold_values, infos, curves, started))
         except BaseException:

@@ -72,9 +72,21 @@ class QueuedStepReporter:
         self.writes.clear()
 
 
-def fold_should_prune(should_prune: PruneCheck, fold: int, fold_values: list[float]) -> bool:
-    """Fold-level pruning: after fold ``fold`` the running mean is reported at step ``fold``."""
-    return should_prune(fold, float(np.mean(fold_values)))
+def fold_should_prune(
+    should_prune: PruneCheck, fold: int, fold_values: list[float], own: bool = False
+) -> bool:
+    """Fold-level pruning: after fold ``fold`` the running mean is reported at step ``fold``
+    (``own``: the fold's own score, for a pruner that pairs folds across trials)."""
+    value = fold_values[-1] if own else float(np.mean(fold_values))
+    return should_prune(fold, float(value))
+
+
+def fold_scores(pruner: optuna.pruners.BasePruner) -> bool:
+    """Whether ``pruner`` judges each fold's own score: WilcoxonPruner tests a trial's fold
+    scores against the best trial's on the same folds (a paired signed-rank test), which
+    needs the same splits in the same order for every trial (hpo's folds are fixed per
+    study) and one report per fold, not running means or epochs."""
+    return isinstance(pruner, optuna.pruners.WilcoxonPruner)
 
 
 class EpochsInStepOrder:

@@ -34,7 +34,7 @@ from hpo.data import Dataset, load_data
 from hpo.errors import UserError
 from hpo.held_out import split_off
 from hpo.metrics import Metric, get_metric
-from hpo.pruning import without_pruning
+from hpo.pruning import fold_scores, without_pruning
 from hpo.samplers import (
     GridSampler,
     build_pruner,
@@ -109,7 +109,13 @@ class Plan:
     def cv_setup(self) -> CVSetup:
         """What ``hpo.cv.cross_validate`` scores a trial's parameters on."""
         return CVSetup(
-            self.data, self.folds, self.metric, self.seed, self.leave_one_out, self.n_jobs
+            self.data,
+            self.folds,
+            self.metric,
+            self.seed,
+            self.leave_one_out,
+            self.n_jobs,
+            fold_scores=fold_scores(self.pruner),
         )
 
 

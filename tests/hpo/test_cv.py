@@ -520,3 +520,29 @@ def test_a_first_fold_report_that_prunes_stops_the_folds_beside_it():
     assert str(pruned) == "pruned at epoch 2 of fold 0"
     assert objective.ran[0] == 2
     assert max(objective.ran.values()) < 50, "the folds beside it stopped early"
+
+
+@pytest.mark.parametrize("objective", [MeanObjective, EpochObjective])
+def test_a_paired_pruner_sees_each_fold_s_own_score_at_its_fold(objective) -> None:
+    """pruner=wilcoxon (CVSetup.fold_scores): one report per fold, the fold's own score, even
+    from an objective that reports epochs; step = fold index in every trial."""
+    data = regression_data()
+    folds = _kfold(data, 3)
+    calls: list[tuple[int, float]] = []
+    result = cross_validate(
+        objective(),
+        {},
+        CVSetup(data, folds, get_metric("rmse"), seed=0, fold_scores=True),
+        should_prune=lambda step, value: calls.append((step, value)) or False,
+    )
+    assert calls == [(k, pytest.approx(v)) for k, v in enumerate(result.fold_values)]
+
+
+def test_only_the_wilcoxon_pruner_is_told_fold_scores() -> None:
+    import optuna
+
+    from hpo.pruning import fold_scores
+
+    assert fold_scores(optuna.pruners.WilcoxonPruner())
+    assert not fold_scores(optuna.pruners.MedianPruner())
+    assert not fold_scores(optuna.pruners.SuccessiveHalvingPruner())

@@ -111,3 +111,19 @@ def test_fold_pruning_reports_the_running_mean_at_the_fold_index():
     calls = []
     fold_should_prune(lambda step, value: calls.append((step, value)) or False, 2, [1.0, 2.0, 6.0])
     assert calls == [(2, 3.0)]
+
+
+def test_a_study_under_pruner_wilcoxon_stores_each_fold_s_score_at_its_fold(make_cfg):
+    """The paired test's input, as Optuna stores it: step k is fold k's own score."""
+    from hpo.names import CV_ATTR, CV_FOLD_VALUES
+    from hpo.runner import make_plan, run
+    from tests.hpo.runner.helpers import FAST_XGB, load
+
+    cfg = make_cfg("study=xgb_f1", "pruner=wilcoxon", "study.n_trials=3", *FAST_XGB)
+    assert isinstance(make_plan(cfg).pruner, optuna.pruners.WilcoxonPruner)
+    run(cfg)
+    for trial in load(cfg).trials:
+        folds = trial.user_attrs[CV_ATTR][CV_FOLD_VALUES]
+        reported = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
+        assert reported == pytest.approx(folds[: len(reported)])
+        assert sorted(trial.intermediate_values) == list(range(len(reported)))
