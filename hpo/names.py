@@ -58,6 +58,7 @@ NOTE_TAG = "mlflow.note.content"  # the markdown description of a run or an expe
 VIEW_KEY = "hpo"  # the runs table's view of a study: ?viewStateShareKey=hpo
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"  # an experiment tag: that view, as JSON
 RUN_NAME_TAG = "mlflow.runName"
+MLFLOW_OWN = (NOTE_TAG, VIEW_TAG, RUN_NAME_TAG)  # MLflow's names, not hpo.*: its UI reads them
 
 # --- MLflow tags: nested CV (evaluation.nested), the run "nested" and its outer-<k> children --
 ROLE_NESTED = "nested"  # hpo.role of the nested-CV run in the study's experiment

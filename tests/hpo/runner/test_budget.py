@@ -110,3 +110,44 @@ def test_a_trial_failed_as_an_orphan_gets_its_failed_mlflow_run(tmp_path) -> Non
     ]
     assert (run.info.status, run.data.tags["hpo.state"]) == ("FAILED", "FAIL")
     assert "connection dropped" in run.data.tags["hpo.fail_reason"]
+
+
+def test_a_claim_whose_owner_mark_fails_leaves_a_reasoned_fail_and_its_run(
+    tmp_path, monkeypatch
+) -> None:
+    """The connection drops on the worker mark itself and the database is back at once: the
+    claim fails its trial with why, and gives it a FAILED run (seen in CI under connection
+    kills: a FAIL with no fail_reason and no run), then the error goes on to be waited out."""
+    import pytest
+    from mlflow.tracking import MlflowClient
+    from sqlalchemy.exc import OperationalError
+
+    from hpo.config import TrackingConfig
+    from hpo.tracking.tracker import Tracker
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j"))
+    )
+    study = optuna.create_study(storage=storage, study_name="marks")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(TrackingConfig(uri=uri, writer="inline", spool=str(tmp_path)), "marks", "tpe")
+    tracker.open_parent(None, {})
+    dropped = OperationalError("UPDATE", {}, Exception("server closed the connection"))
+
+    def mark_fails(self: optuna.Trial, key: str, value: object) -> None:
+        raise dropped
+
+    monkeypatch.setattr(optuna.Trial, "set_user_attr", mark_fails)
+    with pytest.raises(OperationalError):
+        claim(study, storage, budget=2, tracker=tracker, deadline=math.inf)
+    tracker.flush()
+
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.FAIL
+    assert "connection dropped" in trial.user_attrs["fail_reason"]
+    (run,) = [
+        r
+        for r in MlflowClient(uri).search_runs([tracker.experiment_id])
+        if r.data.tags.get("hpo.trial") == "0"
+    ]
+    assert (run.info.status, run.data.tags["hpo.state"]) == ("FAILED", "FAIL")
