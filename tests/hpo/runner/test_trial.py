@@ -54,7 +54,7 @@ def test_an_interrupt_while_a_trial_starts_still_fails_it_and_kills_its_run(
     make_cfg, monkeypatch, key
 ) -> None:
     """Ctrl-C (or SIGTERM) just as the trial's worker (claimed) or run (started) is written:
-    FAIL, and its run KILLED if it had one; never RUNNING."""
+    FAIL, its run KILLED if it had one, else a FAILED run saying why; never RUNNING."""
     cfg = make_cfg(*PRIOR, "study.n_trials=2")
     real = optuna.trial.Trial.set_user_attr
     calls: list[str] = []
@@ -73,8 +73,10 @@ def test_an_interrupt_while_a_trial_starts_still_fails_it_and_kills_its_run(
     (trial,) = load(cfg).trials
     assert trial.state == TrialState.FAIL
     _, children = runs(cfg)
-    if key == "worker":  # claimed, not started: no run yet
-        assert children == []
+    if key == "worker":  # claimed, not started: a FAILED run says so, as every finished trial's
+        assert trial.user_attrs["fail_reason"] == "interrupted as it was claimed: no worker ran it"
+        assert [c.info.status for c in children] == ["FAILED"]
+        assert children[0].data.tags["hpo.fail_reason"] == trial.user_attrs["fail_reason"]
     else:
         assert trial.user_attrs["fail_reason"].startswith("KeyboardInterrupt")
         assert [c.info.status for c in children] == ["KILLED"]
