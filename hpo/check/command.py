@@ -32,7 +32,7 @@ from hpo.secrets import hide_secrets, mask
 from hpo.storages import display_url, open_storage, storage_file
 from hpo.tracking.relocate import relocate
 from hpo.tracking.spool import Spool, quiet, spool_folder
-from hpo.tracking.tracker import check_server
+from hpo.tracking.store import check_server
 from hpo.tracking.writes import Writes
 
 

@@ -30,7 +30,7 @@ from hpo.names import CONFIG_ARTIFACT, ROLE_STUDY, ROLE_TAG, STATE_TAG, STUDY_TA
 from hpo.secrets import mask
 from hpo.space import Space
 from hpo.storages import storage_file
-from hpo.tracking.tracker import bound_calls, check_server, is_server
+from hpo.tracking.store import bound_calls, check_server, is_server
 
 # MLflow draws a progress bar on stderr for every download: noise around a one-line answer.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

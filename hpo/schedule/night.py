@@ -49,7 +49,7 @@ from hpo.schedule.names import dated, night_of
 from hpo.schedule.warm_start import warm_start
 from hpo.secrets import mask
 from hpo.storages import init_lock, open_storage, storage_url
-from hpo.tracking.tracker import default_artifacts
+from hpo.tracking.store import default_artifacts
 
 log = logging.getLogger(__name__)
 REPORT = "nightly/report.html"

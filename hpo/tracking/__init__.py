@@ -2,9 +2,11 @@
 
 | module | holds |
 |---|---|
-| ``records.py`` | ``TrialRecord``: what the runner hands over for one trial's run (no MLflow) |
-| ``tracker.py`` | ``Tracker`` (experiment, parent run, child runs), ``check_server``, |
-|                | ``is_server``, ``default_artifacts`` |
+| ``records.py`` | ``TrialRecord``: what the runner hands over for one trial's run, and |
+|                | ``thinned``: the steps a curve keeps (no MLflow) |
+| ``tracker.py`` | ``Tracker`` (experiment, parent run, child runs, the study's description) |
+| ``store.py``   | where MLflow is: ``is_server``, ``check_server``, ``bound_calls``, |
+|                | ``default_artifacts``, ``lost_race`` (an insert another process won) |
 | ``writes.py``  | ``Writes``: one MlflowClient applying run writes, the spool for an outage; |
 |                | ``unreachable``: an outage, not a wrong write |
 | ``writer.py``  | the child-run writes off the trial's path: ``ProcessWriter``, ``InlineWriter`` |

@@ -27,3 +27,14 @@ class TrialRecord:
     # (prefix, task, y_true, scores): scored by the writer with every metric of the task, each
     # logged as prefix + name (oof_f1; oof_partial_f1 for a pruned trial's folds so far)
     oof: tuple[str, str, Any, Any] | None = None
+
+
+def thinned(length: int, points: int) -> list[int]:
+    """The steps kept of a curve of ``length`` points: ``points`` evenly spaced ones, the
+    first and the last among them (all of them for ``points`` 0 or a short curve). The
+    step stays the epoch or round, so a thinned curve keeps its shape on the right axis."""
+    if points <= 0 or length <= points:
+        return list(range(length))
+    if points == 1:
+        return [length - 1]
+    return sorted({round(i * (length - 1) / (points - 1)) for i in range(points)})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import sys
 import time
@@ -26,7 +25,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from hpo.cli import look_command
 from hpo.config import TrackingConfig
-from hpo.errors import UserError
 from hpo.names import (
     FAIL_REASON_TAG,
     HOST_TAG,
@@ -44,9 +42,10 @@ from hpo.names import (
 )
 from hpo.secrets import mask
 from hpo.storages import init_lock
-from hpo.tracking.records import TrialRecord
-from hpo.tracking.relocate import artifacts_beside, relocate
+from hpo.tracking.records import TrialRecord, thinned
+from hpo.tracking.relocate import relocate
 from hpo.tracking.spool import Spool, placeholder, quiet, spool_folder
+from hpo.tracking.store import bound_calls, check_server, default_artifacts, is_server, lost_race
 from hpo.tracking.writer import make_writer
 from hpo.tracking.writes import Writes, unreachable
 
@@ -289,70 +288,6 @@ class Tracker:
         return look_command(sys.argv[1:])
 
 
-RACES = ("UNIQUE constraint failed", "duplicate key value", "IntegrityError")
-
-
-def lost_race(err: Exception) -> bool:
-    """An insert refused because another process inserted the same key first."""
-    return any(said in str(err) for said in RACES)
-
-
-def thinned(length: int, points: int) -> list[int]:
-    """The steps kept of a curve of ``length`` points: ``points`` evenly spaced ones, the
-    first and the last among them (all of them for ``points`` 0 or a short curve). The
-    step stays the epoch or round, so a thinned curve keeps its shape on the right axis."""
-    if points <= 0 or length <= points:
-        return list(range(length))
-    if points == 1:
-        return [length - 1]
-    return sorted({round(i * (length - 1) / (points - 1)) for i in range(points)})
-
-
 def _kill(run_id: str, reason: str, params: Mapping[str, object]) -> tuple[object, ...]:
     tags = {STATE_TAG: "KILLED", FAIL_REASON_TAG: mask(reason)}
     return ("kill", run_id, tags, {k: str(v) for k, v in params.items()})
-
-
-def bound_calls(timeout: float) -> None:
-    """Bound each MLflow HTTP call near ``timeout`` seconds in all (three tries of a
-    third each, 1 s and 2 s apart): MLflow's own defaults retry for minutes.
-
-    Set in the environment, so the writer process (spawned later) has it too."""
-    per_try = max(1, round(timeout / 3))
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(per_try)
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
-
-
-def is_server(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
-def check_server(uri: str, timeout: float = 5.0) -> None:
-    """Refuse an unreachable tracking server at once: MLflow's client would retry for minutes."""
-    if not is_server(uri):
-        return
-    import requests
-
-    try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
-    except requests.RequestException as err:
-        cause = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(err))
-        reason = "timed out" if isinstance(err, requests.Timeout) else "no answer"
-        reason = cause.group(1).strip() if cause else reason
-        raise UserError(
-            f"cannot reach the MLflow tracking server at {mask(uri)} ({reason}): start it "
-            "(mlflow server ...) or set HPO_TRACKING_URI / tracking.uri"
-        ) from None
-
-
-def default_artifacts(uri: str) -> str | None:
-    """Where a store's artifacts go when tracking.artifact_location is unset.
-
-    Beside a local SQLite store: ./mlartifacts next to mlflow.db (where
-    hpo/tracking/relocate.py finds it again once the folder has moved). None for
-    a server, which decides for itself.
-    """
-    beside = artifacts_beside(uri)
-    return None if beside is None else str(beside)

@@ -34,7 +34,7 @@ from hpo.cli import composition_error, fail, missing_option
 from hpo.config import CONF_DIR, Config, register_configs, typed
 from hpo.errors import UserError
 from hpo.secrets import hide_secrets, mask
-from hpo.tracking.tracker import is_server
+from hpo.tracking.store import is_server
 from hpo.ui import servers
 from hpo.ui.servers import Server, ServerFailed
 from hpo.ui.target import (

@@ -22,7 +22,7 @@ from hpo.names import DIRECTION_TAG, METRIC_TAG, ROLE_STUDY, ROLE_TAG, VIEW_KEY,
 from hpo.secrets import mask
 from hpo.storages import display_url, open_storage, optuna_url, storage_file, storage_url
 from hpo.tracking.relocate import relocate
-from hpo.tracking.tracker import bound_calls, check_server, default_artifacts, is_server
+from hpo.tracking.store import bound_calls, check_server, default_artifacts, is_server
 
 # The runs table of "Model training" experiments in MLflow 3.x; without workflowType the
 # UI opens on its GenAI overview ("Traces 0").

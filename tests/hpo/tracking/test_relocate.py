@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from hpo.names import MODEL_URI_TAG, ROLE_STUDY, ROLE_TAG
 from hpo.tracking import relocate as relocate_module
 from hpo.tracking.relocate import relocate
-from hpo.tracking.tracker import default_artifacts
+from hpo.tracking.store import default_artifacts
 from tests.hpo.helpers import REPO, hpo
 from tests.hpo.runner.helpers import FAST_XGB
 from tests.hpo.ui.conftest import free_port

@@ -173,7 +173,7 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
 
 
 def test_a_long_curve_keeps_evenly_spaced_steps_with_its_first_and_last() -> None:
-    from hpo.tracking.tracker import thinned
+    from hpo.tracking.records import thinned
 
     kept = thinned(100, 20)
     assert len(kept) == 20 and kept[0] == 0 and kept[-1] == 99
