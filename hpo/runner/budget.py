@@ -68,7 +68,7 @@ def claim(
                     interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
                     reason = INTERRUPTED if interrupted else DROPPED
                     with contextlib.suppress(Exception):  # else the next claim fails it
-                        _fail_unrun(study, trial._trial_id, trial.number, reason, tracker)
+                        _fail_unrun(study, trial, reason, tracker)
                     raise
                 return trial
             if not free and not taken:
@@ -105,7 +105,7 @@ def _fail_orphans(
         if t.state == TrialState.RUNNING and t.user_attrs.get(WORKER_ATTR) in (None, me)
     ]
     for trial in orphans:
-        _fail_unrun(study, trial._trial_id, trial.number, DROPPED, tracker)
+        _fail_unrun(study, trial, DROPPED, tracker)
     return bool(orphans)
 
 
@@ -114,13 +114,15 @@ INTERRUPTED = "interrupted as it was claimed: no worker ran it"
 
 
 def _fail_unrun(
-    study: optuna.Study, trial_id: int, number: int, reason: str, tracker: Tracker | None
+    study: optuna.Study,
+    trial: optuna.Trial | FrozenTrial,
+    reason: str,
+    tracker: Tracker | None,
 ) -> None:
     """FAIL a trial no worker ran, with ``reason`` in Optuna and a FAILED MLflow run saying
     it (every finished trial has its run), unless it has ended already."""
-    trial = study._storage.get_trial(trial_id)
     if tell_once(study, trial, TrialState.FAIL, attrs={FAIL_REASON_ATTR: reason}):
-        log.warning("trial %d: %s: marked FAIL", number, reason)
+        log.warning("trial %d: %s: marked FAIL", trial.number, reason)
         if tracker is not None:
-            record = TrialRecord(number, "FAIL", {}, tags={FAIL_REASON_TAG: reason})
-            tracker.end_trial(tracker.start_trial(number), record)
+            record = TrialRecord(trial.number, "FAIL", {}, tags={FAIL_REASON_TAG: reason})
+            tracker.end_trial(tracker.start_trial(trial.number), record)
