@@ -42,6 +42,16 @@ class ExtraObjective:
 
 
 @dataclass
+class Constraint:
+    """A bound a trial must meet to be chosen (hpo/constraints.py): a fit fact of the
+    objective (FoldOutput.fit_facts, mean over folds) by name, with ``max``, ``min`` or both."""
+
+    name: str = MISSING
+    max: float | None = None
+    min: float | None = None
+
+
+@dataclass
 class StudyConfig:
     """One named study: what to tune, on which data, scored how, for how long."""
 
@@ -53,6 +63,8 @@ class StudyConfig:
     direction: str | None = None
     # More objectives (a Pareto front): each a fit fact of the objective, e.g. trainable_params.
     objectives: list[ExtraObjective] = field(default_factory=list)
+    # Bounds a trial must meet to be chosen, each on a fit fact, e.g. latency_ms_b1 max 2.0.
+    constraints: list[Constraint] = field(default_factory=list)
     n_trials: int | None = None
     timeout: float | None = None
     max_failures: int = 10

@@ -24,6 +24,11 @@ SPACE_ATTR = "space"  # study: the search space's fingerprint
 DATA_ATTR = "data"  # study: {"hash", "what"} of the data its trials were scored on
 FOLDS_ATTR = "folds"  # study: {"hash", "what"} of its CV folds (scheme, splits, seed, groups)
 WARM_START_ATTR = "warm_start"  # study and trial: where tonight's first trials came from
+# trial: whether it met study.constraints (true/false). The values themselves are Optuna's own
+# record, Trial.set_constraint (system attrs "constraints:<fact>", <= 0 met), which the
+# samplers, study.best_trial(s) and the plots read.
+FEASIBLE_ATTR = "feasible"
+CONSTRAINTS_ATTR = "constraints"  # study: its constraints as text ("" none), refused if changed
 
 # --- MLflow tags: every run ---------------------------------------------------------
 STUDY_TAG = "hpo.study"
@@ -36,6 +41,9 @@ PRUNE_REASON_TAG = "hpo.prune_reason"
 SAMPLER_TAG = "hpo.sampler"
 HOST_TAG = "hpo.host"
 PID_TAG = "hpo.pid"
+FEASIBLE_TAG = "hpo.feasible"  # a trial of a study with constraints: true or false
+# + a constrained fact: the trial's constraint value (fact - max, min - fact; <= 0 met)
+CONSTRAINT_METRIC_PREFIX = "constraint_"
 
 # --- MLflow tags: the parent run ----------------------------------------------------
 METRIC_TAG = "hpo.metric"
@@ -43,6 +51,9 @@ DIRECTION_TAG = "hpo.direction"
 OBJECTIVES_TAG = "hpo.objectives"
 BEST_TRIAL_TAG = "hpo.best_trial"
 PARETO_FRONT_TAG = "hpo.pareto_front"
+CONSTRAINTS_TAG = "hpo.constraints"  # the study's constraints, e.g. "latency_ms_b1 <= 2"
+CANDIDATES_CSV = "candidates.csv"  # the candidates table (hpo/candidates.py) on the parent run
+CANDIDATES_HTML = "candidates.html"
 CONFIG_ARTIFACT = "config.yaml"  # the composed config (masked) on the parent run
 REPORT_ARTIFACT = "report.html"  # every figure of the study, one page (hpo.evaluation.page)
 VERSION_PREFIX = "hpo.version."  # + a distribution: its version when the study was created

@@ -77,10 +77,14 @@ def values(value: float, info: dict[str, float], extra: Sequence[ExtraObjective]
     return out
 
 
-def best_on_front(study: optuna.Study) -> FrozenTrial:
-    """The Pareto front's best trial by the first objective (the study metric)."""
+def best_on_front(study: optuna.Study) -> FrozenTrial | None:
+    """The Pareto front's best trial by the first objective (the study metric); None with no
+    front (no complete trial, or none met the constraints: Optuna's front leaves those out).
+    Take the study's winner from ``hpo.constraints.best_trial``."""
     first = study.directions[0]
     front = study.best_trials
+    if not front:
+        return None
     pick = max if first == optuna.study.StudyDirection.MAXIMIZE else min
     return pick(front, key=lambda t: t.values[0])
 

@@ -22,6 +22,7 @@ from hpo.storages import MAX_RETRY
 
 log = logging.getLogger(__name__)
 TRAITS_KEY = "hpo"  # the sampler YAML's mapping of what hpo must know (not passed to the sampler)
+TRAITS = ("reseed_per_trial", "multi_objective", "constraints")  # the keys under it
 
 
 @dataclass(frozen=True)
@@ -32,34 +33,39 @@ class SamplerTraits:
     points in step, so each trial gets a sampler seeded by its number
     (``trial_sampler``); only for samplers whose state lives in the storage.
     ``multi_objective``: the sampler can optimize several objectives.
+    ``constraints``: the sampler honours study.constraints (it reads the trials'
+    ``trial.constraints``, hpo/constraints.py); a study with constraints under one that
+    does not is refused up front.
     """
 
     reseed_per_trial: bool
     multi_objective: bool
+    constraints: bool = False
 
 
 def sampler_traits(cfg: Mapping[str, Any]) -> SamplerTraits:
     """The sampler's traits: its YAML's ``hpo:`` mapping, else what its class suggests.
 
     A sampler YAML without ``hpo:`` is reseeded when its class takes a seed (and
-    is not a grid, whose seed orders its points), and taken as multi-objective.
+    is not a grid, whose seed orders its points), taken as multi-objective, and as
+    honouring constraints when its class takes Optuna's ``constraints_func`` (the
+    samplers that have it are the ones that read ``trial.constraints``).
     """
     given = cfg.get(TRAITS_KEY) or {}
-    unknown = set(given) - {"reseed_per_trial", "multi_objective"}
+    unknown = set(given) - set(TRAITS)
     if unknown:
-        raise UserError(
-            f"sampler.{TRAITS_KEY}.{sorted(unknown)[0]} is not a sampler trait: "
-            f"use sampler.{TRAITS_KEY}.reseed_per_trial or sampler.{TRAITS_KEY}.multi_objective"
-        )
+        known = " or ".join(f"sampler.{TRAITS_KEY}.{t}" for t in TRAITS)
+        raise UserError(f"sampler.{TRAITS_KEY}.{sorted(unknown)[0]} is not a sampler trait: use {known}")
     try:
         cls = get_class(str(cfg.get("_target_")))
     except Exception:
         cls = None  # no such class: building the sampler names it
-    takes_seed = cls is not None and "seed" in inspect.signature(cls).parameters
+    takes = inspect.signature(cls).parameters if cls is not None else {}
     is_grid = cls is not None and issubclass(cls, optuna.samplers.GridSampler)
     return SamplerTraits(
-        reseed_per_trial=bool(given.get("reseed_per_trial", takes_seed and not is_grid)),
+        reseed_per_trial=bool(given.get("reseed_per_trial", "seed" in takes and not is_grid)),
         multi_objective=bool(given.get("multi_objective", True)),
+        constraints=bool(given.get("constraints", "constraints_func" in takes)),
     )
 
 

@@ -17,7 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from hpo.metrics import score_all
+from hpo.estimates.fast_scores import score_once
 from hpo.names import FAIL_REASON_TAG, STATE_TAG
 from hpo.tracking.spool import Away, Spool
 
@@ -127,7 +127,7 @@ class Writes:
             metrics, params, tags, status, oof = message[2:]
             if oof is not None:
                 prefix, task, y_true, scores = oof
-                scored = score_all(task, np.asarray(y_true), np.asarray(scores))
+                scored = score_once(task, np.asarray(y_true), np.asarray(scores))
                 metrics = [*metrics, *((prefix + k, v, 0) for k, v in scored.items())]
             self._end(run_id, metrics, params, tags, status, again)
         elif kind == "kill":

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpo.estimates.fast_scores import fast_scorer
+from hpo.estimates.fast_scores import fast_scorer, score_once
 from hpo.estimates.scoring import generic_scorer
-from hpo.metrics import get_metric
+from hpo.metrics import get_metric, score_all
 
 # the registry's metrics that bbc_cv computes for all bootstraps at once
 LABELS = ["accuracy", "balanced_accuracy", "mcc", "precision", "recall", "f1", "specificity"]
@@ -56,3 +56,22 @@ def test_metrics_without_an_exact_vectorised_form_are_called() -> None:
     labels, proba = rng.integers(0, 3, 20), rng.dirichlet(np.ones(3), (3, 20))
     assert fast_scorer(get_metric("roc_auc"), labels, proba) is None
     assert fast_scorer(get_metric("f1"), labels + 5, proba) is None, "not codes 0..k-1"
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression", "one class"])
+def test_score_once_gives_score_all_values(task: str) -> None:
+    """The writer's fast scoring of a trial's out-of-fold scores: the same metrics with the
+    same values as calling each one, and the same ones left out when undefined."""
+    rng = np.random.default_rng(3)
+    if task == "regression":
+        y, scores = rng.normal(size=60), rng.normal(size=60)
+    elif task == "multiclass":
+        y, scores = rng.integers(0, 3, 60), rng.dirichlet(np.ones(3), 60)
+    else:
+        y, scores = rng.integers(0, 2, 60), rng.random(60).round(1)
+        if task == "one class":
+            y[:] = 1  # ROC AUC and average precision are undefined
+    kind = "regression" if task == "regression" else "classification"
+    expected, got = score_all(kind, y, scores), score_once(kind, y, scores)
+    assert set(got) == set(expected)
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-12)
