@@ -6,19 +6,47 @@ store without the tracker's writer and spool.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+import sqlite3
 
 from hpo.errors import UserError
 from hpo.secrets import mask
 from hpo.tracking.relocate import artifacts_beside
 
+log = logging.getLogger("hpo.tracking")
 RACES = ("UNIQUE constraint failed", "duplicate key value", "IntegrityError")
 
 
 def lost_race(err: Exception) -> bool:
     """An insert refused because another process inserted the same key first."""
     return any(said in str(err) for said in RACES)
+
+
+def write_ahead(uri: str) -> None:
+    """Put a local SQLite store in write-ahead-log mode (kept in the file, once for all).
+
+    SQLite's default rollback journal syncs the disk several times per commit and
+    locks readers out while a process writes; a study process and its writer
+    commit about seven times per trial. In WAL mode a commit is one append and
+    one sync, readers (the UI, the study's own reads) never wait for the writer:
+    an MLflow run costs 15 ms instead of 22 (benchmarks/overhead.py). Call it
+    before MLflow opens the file; a store some process holds now keeps its mode.
+    """
+    if not uri.startswith("sqlite:"):
+        return
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    if not database or database == ":memory:":
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=1.0)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as err:  # busy, read-only: MLflow's own default mode still works
+        log.debug("MLflow store %s left in its journal mode: %s", database, err)
 
 
 def bound_calls(timeout: float) -> None:

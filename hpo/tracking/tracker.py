@@ -45,7 +45,14 @@ from hpo.storages import init_lock
 from hpo.tracking.records import TrialRecord, thinned
 from hpo.tracking.relocate import relocate
 from hpo.tracking.spool import Spool, placeholder, quiet, spool_folder
-from hpo.tracking.store import bound_calls, check_server, default_artifacts, is_server, lost_race
+from hpo.tracking.store import (
+    bound_calls,
+    check_server,
+    default_artifacts,
+    is_server,
+    lost_race,
+    write_ahead,
+)
 from hpo.tracking.writer import make_writer
 from hpo.tracking.writes import Writes, unreachable
 
@@ -64,6 +71,7 @@ class Tracker:
         bound_calls(cfg.timeout)
         check_server(cfg.uri)
         with init_lock(cfg.uri, "mlflow-schema"):  # opening the store creates its tables
+            write_ahead(cfg.uri)
             self.client = MlflowClient(tracking_uri=cfg.uri)
             relocate(cfg.uri, keep=cfg.artifact_location)  # the study folder moved or copied
         self.study_name = study_name

@@ -223,3 +223,27 @@ def test_workers_and_optuna_dashboard_take_the_same_journal_lock(tmp_path: Path)
         thread.join(timeout=60)
         assert taken.is_set(), f"{type(waiter).__name__} got the lock once it was free"
         waiter.release()
+
+
+def test_the_journal_syncs_at_state_changes_and_every_record_is_read_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's parameters and attributes are in the file as soon as they are set (another
+    process reads them), and reach the disk with the trial's next state change: one sync
+    for the trial's creation and one for its end, not one per record."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    url = f"journal:{tmp_path / 'optuna.journal'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(StorageConfig(url=url)))
+    trial = study.ask()
+    before = len(synced)
+    for i in range(5):
+        trial.suggest_float(f"x{i}", 0.0, 1.0)
+    trial.set_user_attr("run", "abc")
+    assert len(synced) == before  # no sync per record
+    reader = JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
+    seen = reader.get_all_trials(reader.get_study_id_from_name("s"))[0]
+    assert len(seen.params) == 5 and seen.user_attrs == {"run": "abc"}
+    study.tell(trial, 0.5)
+    assert len(synced) == before + 1  # the end of the trial syncs it, records before it too
