@@ -18,9 +18,10 @@ import csv
 import html
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from hpo import constraints as study_constraints
@@ -44,7 +45,8 @@ def front_study(study: optuna.Study, constraints: Sequence[Constraint]) -> optun
         return study
     if not constraints:
         return None
-    directions = [study.direction.name.lower(), *(study_constraints.direction(c) for c in constraints)]
+    directions: list[StudyDirection | Literal["maximize", "minimize"]] = [study.direction]
+    directions += [study_constraints.direction(c) for c in constraints]
     view = optuna.create_study(directions=directions)
     copies = []
     for trial in study.get_trials(deepcopy=False):  # in number order: numbers carry over
@@ -88,7 +90,7 @@ def rows(
     view = front_study(study, constraints)
     if view is None:
         return []
-    reverse = view.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    reverse = view.directions[0] == StudyDirection.MAXIMIZE
     front = sorted(view.best_trials, key=lambda t: t.values[0], reverse=reverse)
     trials = study.get_trials(deepcopy=False)
     chosen = [trials[t.number] for t in front]
@@ -152,12 +154,12 @@ def lines(candidates: Sequence[dict[str, Any]]) -> list[str]:
         return []
     table = [list(candidates[0]), *([cell(v) for v in row.values()] for row in candidates)]
     widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
-    return ["  ".join(f"{c!s:<{w}}" for c, w in zip(r, widths, strict=True)) for r in table]
+    return [
+        "  ".join(f"{c!s:<{w}}" for c, w in zip(r, widths, strict=True)).rstrip() for r in table
+    ]
 
 
-def figure(
-    study: optuna.Study, metric: str, constraints: Sequence[Constraint]
-) -> Any | None:
+def figure(study: optuna.Study, metric: str, constraints: Sequence[Constraint]) -> Any | None:
     """For a single-objective study with constraints: the Pareto plot of the metric against
     the (first two) constrained facts, feasible front, feasible and infeasible trials apart.
     (A multi-objective study's own plot is hpo.pareto's.) None when there is none to draw."""

@@ -21,9 +21,10 @@ import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import optuna
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import pareto
@@ -68,7 +69,8 @@ def checked(
     if given and not honoured:
         can = ", ".join(f"sampler={k}" for k in samplers_that_honour())
         raise UserError(
-            f"sampler={sampler_kind} cannot honour study.constraints: use {can or 'another sampler'}"
+            f"sampler={sampler_kind} cannot honour study.constraints: "
+            f"use {can or 'another sampler'}"
         )
     return given
 
@@ -77,8 +79,9 @@ def samplers_that_honour() -> list[str]:
     """The shipped sampler configs (conf/sampler/) whose ``hpo.constraints`` trait is true."""
     found = []
     for path in sorted((CONF_DIR / "sampler").glob("*.yaml")):
-        traits = OmegaConf.load(path).get("hpo") or {}
-        if traits.get("constraints"):
+        node = OmegaConf.load(path)
+        traits = node.get("hpo") if isinstance(node, DictConfig) else None
+        if traits and traits.get("constraints"):
             found.append(path.stem)
     return found
 
@@ -96,7 +99,7 @@ def _bound(c: Constraint) -> str:
     return f"{c.name} >= {c.min:g}"
 
 
-def direction(c: Constraint) -> str:
+def direction(c: Constraint) -> Literal["maximize", "minimize"]:
     """Which way the constrained fact is better (a cap: lower; a floor only: higher)."""
     return "maximize" if c.max is None else "minimize"
 

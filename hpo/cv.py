@@ -13,6 +13,10 @@ judged in step order, as if they ran one after another (both kinds of pruning
 are in hpo/pruning.py: ``fold_should_prune``, ``EpochsInStepOrder``).
 Under ``pruner=wilcoxon`` (``CVSetup.fold_scores``) every objective reports each
 fold's own score at step = fold, for the pruner's paired test across trials.
+
+An objective that compresses its model (quantized, pruned) may hand back the
+scores of the model before compression too (``FoldOutput.reference_scores``):
+the fit facts then hold the metric uncompressed and its drop (``metric_drop``).
 """
 
 from __future__ import annotations
@@ -195,7 +199,13 @@ def cross_validate(
     fold_values: list[float] = []
     infos: list[dict[str, float]] = []
     curves: dict[str, list[float]] = {}
+    references: list[tuple[np.ndarray, np.ndarray | None]] = []  # (rows, scores uncompressed)
     started = time.perf_counter()
+
+    def result() -> CVResult:
+        out = _result(fold_values, infos, curves, started)
+        out.fit_facts |= metric_drop(metric, data.y, fold_values, references, pooled)
+        return out
 
     def fit(index: int, threads: int) -> FoldOutput:
         train, valid = folds[index]
@@ -228,30 +238,60 @@ def cross_validate(
                         oof = np.zeros((len(data.y), *out.scores.shape[1:]), dtype=float)
                     oof[valid], seen[valid] = out.scores, True
                     infos.append(out.fit_facts)
+                    references.append((valid, out.reference_scores))
                     for key, values in out.curves.items():  # each fold's curve its own line
                         curves[fold_curve(key, index)] = list(values)
                     if pooled:
                         continue
                     fold_values.append(metric(data.y[valid], out.scores))
                     if epochs is not None and epochs.pruned is not None:
-                        result = _result(fold_values, infos, curves, started)
-                        result.fit_facts |= epochs.pruned_facts()
-                        raise FoldsPruned(result, epochs.pruned_reason())
+                        pruned = result()
+                        pruned.fit_facts |= epochs.pruned_facts()
+                        raise FoldsPruned(pruned, epochs.pruned_reason())
                     if (
                         epochs is None
                         and should_prune
                         and fold_should_prune(should_prune, index, fold_values, setup.fold_scores)
                     ):
-                        raise FoldsPruned(_result(fold_values, infos, curves, started))
+                        raise FoldsPruned(result())
         except BaseException:
             stop.set()  # before the pool waits for the folds still running
             raise
     assert oof is not None, "no folds"
     if pooled:
         fold_values = [metric(data.y[seen], oof[seen])]
-    result = _result(fold_values, infos, curves, started)
-    result.oof_index, result.oof_scores = np.flatnonzero(seen), oof[seen]
-    return result
+    scored = result()
+    scored.oof_index, scored.oof_scores = np.flatnonzero(seen), oof[seen]
+    return scored
+
+
+def metric_drop(
+    metric: Metric,
+    y: np.ndarray,
+    values: list[float],
+    references: list[tuple[np.ndarray, np.ndarray | None]],
+    pooled: bool,
+) -> dict[str, float]:
+    """``metric_uncompressed`` and ``metric_drop``, when every fold scored has reference scores.
+
+    ``references`` holds each fold's validation rows and the scores of its model
+    before compression (``FoldOutput.reference_scores``). The uncompressed metric
+    is their mean over folds (pooled like ``values`` under leave-one-out); the drop
+    is uncompressed minus compressed, signed by the metric's direction so that a
+    positive drop always means the compressed model is worse.
+    """
+    if not references or any(scores is None for _, scores in references):
+        return {}
+    if pooled:
+        rows = np.concatenate([valid for valid, _ in references])
+        uncompressed = metric(y[rows], np.concatenate([s for _, s in references if s is not None]))
+    else:
+        uncompressed = float(np.mean([metric(y[v], s) for v, s in references if s is not None]))
+    drop = uncompressed - float(np.mean(values))
+    return {
+        "metric_uncompressed": uncompressed,
+        "metric_drop": drop if metric.direction == "maximize" else -drop,
+    }
 
 
 class _Inline:

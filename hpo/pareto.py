@@ -89,13 +89,6 @@ def best_on_front(study: optuna.Study) -> FrozenTrial | None:
     return pick(front, key=lambda t: t.values[0])
 
 
-def front_rows(study: optuna.Study, names: Sequence[str]) -> list[dict[str, Any]]:
-    """The front as rows (trial, then each objective), best study metric first."""
-    reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    trials = sorted(study.best_trials, key=lambda t: t.values[0], reverse=reverse)
-    return [{"trial": t.number, **dict(zip(names, t.values, strict=True))} for t in trials]
-
-
 def plots(metric: str, extra: Sequence[str], direction: str) -> dict[str, Callable[[Any], Any]]:
     """The usual plots, of the study metric (the first objective), and the Pareto front."""
     v = optuna.visualization

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import pareto
+from hpo import candidates, pareto
+from hpo import constraints as study_constraints
+from hpo.config import Constraint
 from hpo.names import CV_ATTR, CV_FIT_FACTS, CV_FOLD_VALUES, CV_STD
 
 if TYPE_CHECKING:
@@ -48,7 +50,10 @@ class Summary:
     best_fit: dict[str, float] = field(default_factory=dict)  # FITTED facts, mean over folds
     where: dict[str, str] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)  # further objectives (hpo/pareto.py)
-    front: list[dict[str, Any]] = field(default_factory=list)  # the Pareto front, best first
+    # the candidates (hpo/candidates.py): the Pareto front of the feasible trials, best first
+    front: list[dict[str, Any]] = field(default_factory=list)
+    constraints: tuple[Constraint, ...] = ()  # study.constraints (hpo/constraints.py)
+    tally: study_constraints.Tally | None = None  # how the complete trials met them
     test_value: float | None = None  # the refit winner on the held-out rows
     ties: list[int] = field(default_factory=list)  # next best trials the winner ties with
     compared: int = 0  # how many next best trials were tested against the winner
@@ -62,15 +67,22 @@ class Summary:
     def text(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in self.counts.items())
         lines = [f"study {self.study_name}: {counts}"]
-        if self.best_value is None:
+        lines += self._constraint_lines()
+        if self.best_value is None and self.tally is not None and self.tally.judged:
+            lines.append(
+                f"  no trial met the constraints ({self._most_failed()}), so no best "
+                f"{self.metric} and no model refit"
+            )
+        elif self.best_value is None:
             lines.append(f"  no completed trial yet, so no best {self.metric}")
         else:
             if self.best_std is not None:
                 spread, said = f" ± {self.best_std:.4f}", "std over folds"
             else:  # holdout, leave-one-out: one value, no spread to show
                 spread, said = "", "one validation score"
+            best = "best feasible" if self.constraints else "best"
             lines.append(
-                f"  best {self.metric} ({self.direction}): {self.best_value:.4f}{spread}"
+                f"  {best} {self.metric} ({self.direction}): {self.best_value:.4f}{spread}"
                 f" (trial {self.best_number}, {said})"
             )
             if self.bbc is not None:
@@ -107,12 +119,35 @@ class Summary:
         if self.nested is not None:
             lines += [f"  {line}" for line in self.nested.lines()]
         if self.front:
-            lines.append(f"  Pareto front ({len(self.front)} trials; best {self.metric} above):")
-            for row in self.front:
-                values = ", ".join(f"{k}={fmt(v)}" for k, v in row.items() if k != "trial")
-                lines.append(f"    trial {row['trial']}: {values}")
+            of = "the feasible trials" if self.constraints else "the trials"
+            lines.append(
+                f"  candidates, the Pareto front of {of} ({len(self.front)}; best "
+                f"{self.metric} first):"
+            )
+            lines += [f"    {line}" for line in candidates.lines(self.front)]
         lines += [f"  {k}: {v}" for k, v in self.where.items()]
         return "\n".join(lines)
+
+    def _constraint_lines(self) -> list[str]:
+        """What the constraints were, and how many complete trials missed them."""
+        if not self.constraints:
+            return []
+        said = study_constraints.describe(self.constraints)
+        tally = self.tally or study_constraints.Tally(0, 0)
+        return [
+            f"  constraints {said}: {tally.infeasible} of {tally.judged} complete trials "
+            "infeasible (never chosen)"
+        ]
+
+    def _most_failed(self) -> str:
+        """The constraint the most trials missed, as the summary of a study without a winner
+        names it: ``latency_ms_b1 <= 2 failed most, 8 of 8 trials``."""
+        tally = self.tally
+        if tally is None or not tally.most_failed:
+            return "none was judged"
+        bound = next(c for c in self.constraints if c.name == tally.most_failed)
+        said = study_constraints.describe([bound])
+        return f"{said} failed most, {tally.most_failed_count} of {tally.judged} trials"
 
 
 def _ties(ties: list[int], compared: int) -> str:
@@ -134,15 +169,24 @@ def count_states(trials: list[FrozenTrial]) -> dict[str, int]:
     return {s: counts[s] for s in order if counts[s] or s in ("COMPLETE", "PRUNED", "FAIL")}
 
 
-def summarize(study: optuna.Study, metric: str, extra: list[str] | None = None) -> Summary:
-    """Counts and the best trial; with further objectives, the front's best by ``metric``."""
+def summarize(
+    study: optuna.Study,
+    metric: str,
+    extra: list[str] | None = None,
+    constraints: Sequence[Constraint] = (),
+) -> Summary:
+    """Counts and the best feasible trial (with further objectives, the front's best by
+    ``metric``); with further objectives or constraints, the candidates."""
     trials = study.get_trials(deepcopy=False)
     direction = study.directions[0].name.lower()
     summary = Summary(study.study_name, metric, direction, count_states(trials), extra=extra or [])
-    if any(t.state == TrialState.COMPLETE for t in trials):
-        best = pareto.best_on_front(study) if summary.extra else study.best_trial
-        if summary.extra:
-            summary.front = pareto.front_rows(study, [metric, *summary.extra])
+    summary.constraints = tuple(constraints)
+    if constraints:
+        summary.tally = study_constraints.tally(study)
+    if summary.extra or constraints:
+        summary.front = candidates.rows(study, metric, summary.extra, constraints)
+    best = study_constraints.best_trial(study)
+    if best is not None:
         summary.best_number, summary.best_value = best.number, best.values[0]
         cv = best.user_attrs.get(CV_ATTR, {})
         if len(cv.get(CV_FOLD_VALUES, ())) > 1:  # one fold (holdout, pooled LOO): no spread
@@ -165,14 +209,20 @@ def figures(study: optuna.Study, summary: Summary | None = None) -> list[Any]:
     named = _plots()
     if summary is not None and summary.extra:
         named = pareto.plots(summary.metric, summary.extra, summary.direction)
+    elif summary is not None and summary.constraints:  # the candidates against their costs
+        metric, bounds = summary.metric, summary.constraints
+        named["pareto_front"] = lambda s: candidates.figure(s, metric, bounds)
     drawn = []
     for name, plot in named.items():
         if name == "param_importances" and (len(complete) < 2 or not _varied(complete)):
             continue
         try:
-            drawn.append(plot(study))
+            figure = plot(study)
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
             log.warning("skipped the %s plot: %s", name, err)
+            continue
+        if figure is not None:
+            drawn.append(figure)
     return drawn
 
 

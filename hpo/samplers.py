@@ -55,7 +55,9 @@ def sampler_traits(cfg: Mapping[str, Any]) -> SamplerTraits:
     unknown = set(given) - set(TRAITS)
     if unknown:
         known = " or ".join(f"sampler.{TRAITS_KEY}.{t}" for t in TRAITS)
-        raise UserError(f"sampler.{TRAITS_KEY}.{sorted(unknown)[0]} is not a sampler trait: use {known}")
+        raise UserError(
+            f"sampler.{TRAITS_KEY}.{sorted(unknown)[0]} is not a sampler trait: use {known}"
+        )
     try:
         cls = get_class(str(cfg.get("_target_")))
     except Exception:

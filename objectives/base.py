@@ -52,11 +52,18 @@ class FoldData:
 
 @dataclass
 class FoldOutput:
-    """Validation scores (probabilities or values) and facts about the fit (rounds, epochs)."""
+    """Validation scores (probabilities or values) and facts about the fit (rounds, epochs).
+
+    ``reference_scores``: the same rows' scores by the model before it was
+    compressed (quantized, pruned), where keeping them is cheap. When every
+    fold has them, the harness adds the metric uncompressed and its drop to
+    the fit facts (``metric_uncompressed``, ``metric_drop``: hpo/cv.py).
+    """
 
     scores: np.ndarray
     fit_facts: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
+    reference_scores: np.ndarray | None = None
 
 
 class Objective(ABC):

@@ -195,12 +195,14 @@ def run_epochs(
 
 @dataclass
 class FoldFit:
-    """What an objective's fold fit hands back: scores, curves, the stopper, its own facts."""
+    """What an objective's fold fit hands back: scores, curves, the stopper, its own facts,
+    and the scores before compression (``FoldOutput.reference_scores``), if any."""
 
     scores: np.ndarray
     history: History
     stop: EarlyStopping
     facts: dict[str, float] = field(default_factory=dict)
+    reference_scores: np.ndarray | None = None
 
 
 class TorchObjective(Objective, Generic[Knobs]):
@@ -245,7 +247,7 @@ class TorchObjective(Objective, Generic[Knobs]):
             "best_epoch": float(fit.stop.best_epoch),
             **fit.facts,
         }
-        return FoldOutput(fit.scores, facts, fit.history)
+        return FoldOutput(fit.scores, facts, fit.history, fit.reference_scores)
 
     def refit(
         self,

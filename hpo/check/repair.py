@@ -13,11 +13,13 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.constraints import is_feasible
 from hpo.names import (
     CV_ATTR,
     CV_STD,
     FAIL_REASON_ATTR,
     FAIL_REASON_TAG,
+    FEASIBLE_TAG,
     METRIC_ATTR,
     ORPHAN_TAG,
     PARENT_ATTR,
@@ -65,6 +67,8 @@ class Repairs:
     def set_state(self, trial: FrozenTrial, run: Run, status: str, tag: str) -> None:
         """The trial's state, reason and (when missing) its params and value on its run."""
         tags = {STATE_TAG: tag, REPAIRED_TAG: REPAIRED_BY_CHECK}
+        if trial.constraints:  # study.constraints: met or not, as the trial's run said
+            tags[FEASIBLE_TAG] = "true" if is_feasible(trial) else "false"
         if trial.state == TrialState.FAIL:
             tags[FAIL_REASON_TAG] = trial.user_attrs.get(
                 FAIL_REASON_ATTR, "the trial failed; closed by hpo check"

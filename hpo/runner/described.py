@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hpo.names import REPORT_ARTIFACT, STATE_TAG
+from hpo.constraints import describe
+from hpo.names import CANDIDATES_HTML, FEASIBLE_TAG, REPORT_ARTIFACT, STATE_TAG
 from hpo.report import Summary, fmt
 from hpo.runner.plan import Plan
 
@@ -44,6 +45,10 @@ def runs_view(plan: Plan, summary: Summary) -> str:
     }
     if summary.extra:  # a Pareto front: the further objectives too
         view["selectedColumns"][2:2] = [column("metrics", name) for name in summary.extra]
+    if plan.constraints:  # met or not, then each constrained fact
+        at = view["selectedColumns"].index(column("tags", STATE_TAG)) + 1
+        facts = [column("metrics", c.name) for c in plan.constraints if c.name not in summary.extra]
+        view["selectedColumns"][at:at] = [column("tags", FEASIBLE_TAG), *facts]
     return json.dumps(view)
 
 
@@ -59,12 +64,19 @@ def description(plan: Plan, summary: Summary) -> str:
         f"sampler {plan.sampler_kind}. Trials: {counts}.",
         "",
     ]
+    if summary.tally is not None:
+        t = summary.tally
+        lines.append(
+            f"Constraints `{describe(plan.constraints)}`: {t.infeasible} of {t.judged} complete "
+            f"trials infeasible (tag `{FEASIBLE_TAG}`), never chosen."
+        )
     if summary.best_value is None:
-        lines.append("No trial has completed yet.")
+        judged = summary.tally is not None and summary.tally.judged
+        lines.append("No trial met the constraints." if judged else "No trial has completed yet.")
         return "\n".join(lines)
     spread = f" ± {summary.best_std:.4f} over folds" if summary.best_std is not None else ""
     best = f"**{summary.best_value:.4f}**{spread} (trial {summary.best_number})"
-    lines.append(f"Best {metric}: {best}.")
+    lines.append(f"Best {'feasible ' if plan.constraints else ''}{metric}: {best}.")
     if summary.bbc is not None:
         lines.append(f"Corrected for being chosen: {summary.bbc.line(metric)}.")
     if summary.test_value is not None:
@@ -78,6 +90,8 @@ def description(plan: Plan, summary: Summary) -> str:
         "(tag `hpo.model_uri`). One child run per trial; a pruned trial is "
         "`trial-NNNN-pruned`, state `PRUNED`.",
     ]
+    if summary.front:
+        lines[-1] += f" Candidates (the Pareto front): `{CANDIDATES_HTML}`."
     return "\n".join(lines)
 
 

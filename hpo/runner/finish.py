@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
-from hpo import failpoints, report
+from hpo import candidates, failpoints, report
+from hpo import constraints as study_constraints
 from hpo.config import Config, to_yaml
 from hpo.errors import disk_full
 from hpo.evaluation import Section, Threshold, page
 from hpo.names import (
     BEST_TRIAL_TAG,
     BIAS_VARIANCE_TAG,
+    CANDIDATES_CSV,
+    CANDIDATES_HTML,
     CONFIG_ARTIFACT,
     CV_ATTR,
     CV_FIT_FACTS,
@@ -60,7 +63,9 @@ def finish(
 ) -> report.Summary:
     """Summary, plots, config and the refit best model on the parent run, which ends
     ``status`` (FAILED: the study stopped as its trials kept failing)."""
-    summary = report.summarize(study, plan.spec.metric, [o.name for o in plan.further_objectives])
+    summary = report.summarize(
+        study, plan.spec.metric, [o.name for o in plan.further_objectives], plan.constraints
+    )
     summary.where["optuna storage"] = storage_line(cfg.storage)
     best = (
         None
@@ -98,6 +103,7 @@ def finish(
     texts = [(CONFIG_ARTIFACT, mask(to_yaml(cfg)))]
     if any(figures for _, figures in sections):
         texts.append((REPORT_ARTIFACT, page(f"Study {plan.spec.name}", sections)))
+    texts += _candidates(plan, summary)
     try:
         with quiet():
             _on_parent_run(
@@ -157,9 +163,27 @@ def _on_parent_run(
     tracker.close_study(status)
 
 
+def _candidates(plan: Plan, summary: report.Summary) -> list[tuple[str, str]]:
+    """The candidates table (hpo/candidates.py) as the parent run's CSV and HTML artifacts."""
+    if not summary.front:
+        return []
+    of = "feasible trials" if plan.constraints else "trials"
+    note = f"The Pareto front of the study's {of}, best {plan.spec.metric} first"
+    if plan.constraints:
+        note += f"; constraints {study_constraints.describe(plan.constraints)}"
+    note += f". The Pareto plot is in {REPORT_ARTIFACT}."
+    title = f"Candidates of {plan.spec.name}"
+    return [
+        (CANDIDATES_CSV, candidates.csv_text(summary.front)),
+        (CANDIDATES_HTML, candidates.html_text(summary.front, title, note)),
+    ]
+
+
 def _best_facts(plan: Plan, summary: report.Summary) -> tuple[dict[str, float], dict[str, str]]:
     """The parent run's metrics (counts, best value) and tags (best trial, its parameters)."""
     metrics: dict[str, float] = {f"n_{state.lower()}": n for state, n in summary.counts.items()}
+    if summary.tally is not None:  # complete trials that missed a constraint
+        metrics["n_infeasible"] = summary.tally.infeasible
     tags: dict[str, str] = {}
     if summary.best_value is not None:
         metrics[plan.spec.metric] = summary.best_value  # as on the best trial's run

@@ -113,7 +113,7 @@ def _summary(plan: Plan, study: optuna.Study | None, cfg: Config) -> report.Summ
         return None
     try:
         names = [o.name for o in plan.further_objectives]
-        return report.summarize(study, plan.spec.metric, names)
+        return report.summarize(study, plan.spec.metric, names, plan.constraints)
     except Exception:
         return None
 

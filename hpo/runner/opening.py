@@ -11,10 +11,14 @@ import json
 from typing import TYPE_CHECKING
 
 import optuna
+from optuna.trial import TrialState
 
+from hpo.constraints import describe
 from hpo.errors import UserError
 from hpo.names import (
     CONFIG_ARTIFACT,
+    CONSTRAINTS_ATTR,
+    CONSTRAINTS_TAG,
     DATA_ATTR,
     DIRECTION_TAG,
     FOLDS_ATTR,
@@ -59,6 +63,8 @@ def _open_parent(study: optuna.Study, plan: Plan, tracker: Tracker) -> None:
     tags = {METRIC_TAG: plan.spec.metric, DIRECTION_TAG: plan.direction}
     if plan.further_objectives:
         tags[OBJECTIVES_TAG] = ", ".join(f"{o.name} {o.direction}" for o in plan.further_objectives)
+    if plan.constraints:
+        tags[CONSTRAINTS_TAG] = describe(plan.constraints)
     tags |= {VERSION_PREFIX + dist: v for dist, v in watched_installed()}  # for hpo.replay
     parent = tracker.open_parent(existing, tags)
     if parent != existing:
@@ -88,6 +94,7 @@ def check_compatible(study: optuna.Study, plan: Plan) -> None:
                 f"study '{name}' exists with another {key} ({what}): resume it "
                 "unchanged or set study.name=NEW_NAME"
             )
+    _check_constraints(study, plan)
     for key, what, now in (
         (DATA_ATTR, "data", plan.data_print()),
         (FOLDS_ATTR, "CV folds", plan.folds_print()),
@@ -100,6 +107,25 @@ def check_compatible(study: optuna.Study, plan: Plan) -> None:
                 f"study '{name}' exists with other {what} ({old.get('what')}; now {now['what']}): "
                 "its trials were scored on those; resume it unchanged or set study.name=NEW_NAME"
             )
+
+
+def _check_constraints(study: optuna.Study, plan: Plan) -> None:
+    """Refuse to resume a study under other constraints: its trials' constraint values (and
+    so which of them may win) were judged against the old bounds. A study that has trials
+    but no record of its constraints was run without any."""
+    now = describe(plan.constraints)
+    old = study.user_attrs.get(CONSTRAINTS_ATTR)
+    if old is None:  # a new study (enqueued trials are not judged yet), or one from before
+        judged = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        old = "" if judged else now
+        if old == now:
+            study.set_user_attr(CONSTRAINTS_ATTR, now)
+    if old != now:
+        raise UserError(
+            f"study '{plan.spec.name}' exists with "
+            f"{f'constraints {old}' if old else 'no constraints'}, not {now or 'none'}: "
+            "resume it unchanged or set study.name=NEW_NAME"
+        )
 
 
 def _space_diff(old: str, new: str) -> str:

@@ -19,9 +19,10 @@ import numpy as np
 import optuna
 from hydra.utils import instantiate
 
-from hpo import pareto
+from hpo import constraints, pareto
 from hpo.config import (
     Config,
+    Constraint,
     CostConfig,
     CVConfig,
     ExtraObjective,
@@ -79,6 +80,7 @@ class Plan:
     cost: tuple[float, float] | None = None  # (fp, fn): a binary task's threshold by cost
     curves: Curves = "auto"  # the winner's bias/variance curves (evaluation.curves)
     config_text: str = ""  # the composed config as YAML, passwords masked (for the parent run)
+    constraints: tuple[Constraint, ...] = ()  # bounds on fit facts a winner meets (constraints.py)
 
     @property
     def directions(self) -> list[Direction]:
@@ -133,6 +135,7 @@ def make_plan(cfg: Config) -> Plan:
     traits = sampler_traits(cfg.sampler)
     further = pareto.extra_objectives(spec, kind, traits.multi_objective)
     pareto.refuse_unknown_facts(further, objective.fit_fact_names)
+    bounds = constraints.checked(spec, kind, traits.constraints, objective.fit_fact_names)
     sampler = build_sampler(cfg.sampler, space)
     if isinstance(sampler, GridSampler):
         sampler.max_retry = int(cfg.storage.max_retry)
@@ -170,6 +173,7 @@ def make_plan(cfg: Config) -> Plan:
         _cost(cfg.evaluation.cost, data),
         _curves(cfg.evaluation.curves),
         mask(to_yaml(cfg)),
+        constraints=bounds,
     )
 
 

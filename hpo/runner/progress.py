@@ -10,10 +10,10 @@ import logging
 import sys
 
 import optuna
-from optuna.trial import TrialState
 from tqdm import tqdm
 
 from hpo.config import Config
+from hpo.constraints import best_trial
 from hpo.runner.budget import COUNTED
 from hpo.runner.plan import Plan
 from hpo.tracking.records import TrialRecord
@@ -38,7 +38,7 @@ def show(bar: tqdm, study: optuna.Study, record: TrialRecord, plan: Plan) -> Non
     """Advance the bar past a finished trial, or log its line when there is no bar."""
     value = record.metrics.get(plan.spec.metric)
     shown = f"{value:.4f}" if value is not None else "-"
-    best = _best_value(study, plan.direction)
+    best = _best_value(study)
     if record.state != "FAIL":
         bar.update(1)
     bar.set_postfix_str(f"best {plan.spec.metric}={best}")
@@ -48,17 +48,10 @@ def show(bar: tqdm, study: optuna.Study, record: TrialRecord, plan: Plan) -> Non
         )
 
 
-def _best_value(study: optuna.Study, direction: str) -> str:
-    """The best value so far, formatted: one query (get_best_trial), not every trial read back.
-
-    A multi-objective study has no best trial: the best of its first objective.
+def _best_value(study: optuna.Study) -> str:
+    """The best feasible value so far, formatted (``hpo.constraints.best_trial``): for one
+    objective one query (get_best_trial), not every trial read back, unless the best trial
+    missed a constraint; for several, the best first objective on the front.
     """
-    if len(study.directions) == 1:
-        try:
-            return f"{study.best_value:.4f}"
-        except ValueError:  # no complete trial yet
-            return "-"
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    values = [t.values[0] for t in complete if t.values]
-    pick = max if direction == "maximize" else min
-    return f"{pick(values):.4f}" if values else "-"
+    best = best_trial(study)
+    return f"{best.values[0]:.4f}" if best is not None else "-"

@@ -17,15 +17,18 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import pareto
+from hpo import constraints, pareto
 from hpo.cv import CVResult, FoldsPruned, cross_validate
 from hpo.names import (
+    CONSTRAINT_METRIC_PREFIX,
     CV_ATTR,
     CV_FIT_FACTS,
     CV_FOLD_VALUES,
     CV_STD,
     FAIL_REASON_ATTR,
     FAIL_REASON_TAG,
+    FEASIBLE_ATTR,
+    FEASIBLE_TAG,
     OOF_ATTR,
     PRUNE_REASON_TAG,
     RUN_ATTR,
@@ -57,6 +60,7 @@ def evaluate(
     params: dict[str, Any] = {}
     result: CVResult | None = None
     values: list[float] = []
+    judged: dict[str, float] | None = None  # each constraint's value (hpo/constraints.py)
     # pruner=none: no reports at all (each is a storage write, for nothing)
     reports = (
         None
@@ -74,10 +78,12 @@ def evaluate(
         if not math.isfinite(result.value):
             raise ValueError(f"objective value is {result.value}")
         values = pareto.values(result.value, result.fit_facts, plan.further_objectives)
-        record = _record(trial.number, "COMPLETE", params, plan, result)
+        judged = constraints.values(plan.constraints, result.fit_facts)
+        record = _record(trial.number, "COMPLETE", params, plan, result, judged)
     except FoldsPruned as pruned:
         result = pruned.result
-        record = _record(trial.number, "PRUNED", params, plan, result)
+        judged = constraints.values(plan.constraints, result.fit_facts, partial=True)
+        record = _record(trial.number, "PRUNED", params, plan, result, judged)
         record.tags[PRUNE_REASON_TAG] = str(pruned)  # e.g. "pruned at epoch 7 of fold 2"
     except optuna.TrialPruned:
         record = TrialRecord(trial.number, "PRUNED", params)
@@ -94,7 +100,7 @@ def evaluate(
             interrupted = err
     if reports is not None:
         reports.flush()  # a pruned trial's value is its last stored step
-    told = _store(plan, study, trial, record, result, values, tracker, run_id)
+    told = _store(plan, study, trial, record, result, values, tracker, run_id, judged)
     if not told and not retrying(
         lambda: _told_by_us(study, trial, record, values), plan.outage_limit, "storing a trial"
     ):
@@ -177,6 +183,7 @@ def _store(
     values: list[float],
     tracker: Tracker | None,
     run_id: str | None,
+    judged: Mapping[str, float] | None = None,
 ) -> bool:
     """Tell the trial, waiting out an outage; past the limit its run is KILLED, then we stop.
 
@@ -185,7 +192,7 @@ def _store(
     try:
         oof = kept_oof(plan, result) if record.state == "COMPLETE" else None
         return retrying(
-            lambda: tell(study, trial, record, result, values, oof),
+            lambda: tell(study, trial, record, result, values, oof, judged),
             plan.outage_limit,
             "storing a trial",
         )
@@ -204,9 +211,11 @@ def tell(
     result: CVResult | None,
     values: list[float],
     oof: list[Any] | None = None,
+    judged: Mapping[str, float] | None = None,
 ) -> bool:
     """Store the trial's CV facts in one user attr (and its out-of-fold scores, ``oof``, in
-    another), then its final state (once: safe to retry).
+    another), its constraint values (``judged``) as Optuna's constraints, then its final
+    state (once: safe to retry).
 
     False when the trial had ended already (see ``tell_once``)."""
     attrs: dict[str, Any] = {OOF_ATTR: oof} if oof is not None else {}
@@ -219,10 +228,12 @@ def tell(
     if record.state == "FAIL":
         attrs[FAIL_REASON_ATTR] = record.tags[FAIL_REASON_TAG]
         return tell_once(study, trial, TrialState.FAIL, attrs=attrs)
+    if judged is not None:
+        attrs[FEASIBLE_ATTR] = constraints.met(judged)
     if record.state == "PRUNED":
-        return tell_once(study, trial, TrialState.PRUNED, attrs=attrs)
+        return tell_once(study, trial, TrialState.PRUNED, attrs=attrs, judged=judged)
     assert result is not None
-    return tell_once(study, trial, None, values, attrs)
+    return tell_once(study, trial, None, values, attrs, judged)
 
 
 def tell_once(
@@ -231,8 +242,10 @@ def tell_once(
     state: TrialState | None,
     values: Sequence[float] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    judged: Mapping[str, float] | None = None,
 ) -> bool:
-    """Store ``attrs`` on the trial, then tell Optuna its end, unless it has ended already.
+    """Store ``attrs`` on the trial (and the constraint values ``judged``, where the
+    sampler's ``after_trial`` reads them), then tell Optuna its end, unless it has ended already.
 
     True when this call ended it. A trial already finished (told before the
     connection dropped, failed as stale meanwhile, or failed by another worker
@@ -245,6 +258,9 @@ def tell_once(
     try:
         for key, value in (attrs or {}).items():
             study._storage.set_trial_user_attr(trial_id, key, value)
+        if judged:  # Optuna's own record, before tell: the sampler's after_trial reads it
+            assert isinstance(trial, optuna.Trial), "constraints are set on a running trial"
+            constraints.store(trial, judged)
         told = trial if isinstance(trial, optuna.Trial) else trial.number
         study.tell(told, values, state=state)
     except optuna.exceptions.UpdateFinishedTrialError:  # ended after tell read it, or before
@@ -271,7 +287,12 @@ def kept_oof(plan: Plan, result: CVResult | None) -> list[Any] | None:
 
 
 def _record(
-    number: int, state: str, params: dict[str, Any], plan: Plan, result: CVResult
+    number: int,
+    state: str,
+    params: dict[str, Any],
+    plan: Plan,
+    result: CVResult,
+    judged: Mapping[str, float] | None = None,
 ) -> TrialRecord:
     """What the trial's run logs. A pruned trial's mean is over the folds it ran, so
     its metrics say so (``f1_partial``, ``f1_partial_fold``, ``oof_partial_f1``): the
@@ -286,8 +307,14 @@ def _record(
         "n_folds_run": len(result.fold_values),
     }
     metrics |= {k: v for k, v in result.fit_facts.items()}
+    tags: dict[str, str] = {}
+    if judged is not None:  # study.constraints: met or not, and by how much (<= 0 met)
+        tags[FEASIBLE_TAG] = "true" if constraints.met(judged) else "false"
+        metrics |= {CONSTRAINT_METRIC_PREFIX + k: v for k, v in judged.items()}
     series = {f"{name}_fold": result.fold_values}
     oof = None
     if result.oof_index is not None:
         oof = (f"oof{partial}_", plan.data.task, plan.data.y[result.oof_index], result.oof_scores)
-    return TrialRecord(number, state, params, metrics, series, curves=result.curves, oof=oof)
+    return TrialRecord(
+        number, state, params, metrics, series, curves=result.curves, tags=tags, oof=oof
+    )

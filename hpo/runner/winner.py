@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from hpo.constraints import is_feasible
 from hpo.estimates import Estimate, bbc_cv, indistinguishable
 from hpo.evaluation import (
     Report,
@@ -83,11 +84,13 @@ def _report(
 
 
 def bbc(plan: Plan, study: optuna.Study) -> tuple[Estimate | None, str]:
-    """BBC-CV over the complete trials' kept out-of-fold scores, or why there is none."""
+    """BBC-CV over the complete trials' kept out-of-fold scores, or why there is none.
+
+    Only the feasible ones: an infeasible trial could never have been chosen."""
     kept = [
         t.user_attrs[OOF_ATTR]
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if OOF_ATTR in t.user_attrs
+        if OOF_ATTR in t.user_attrs and is_feasible(t)
     ]
     rows = oof_rows(plan)
     kept = [k for k in kept if len(k) == len(rows)]
@@ -122,10 +125,10 @@ def rivals_tied(
     def folds_of(trial: optuna.trial.FrozenTrial) -> list[float]:
         return list(trial.user_attrs.get(CV_ATTR, {}).get(CV_FOLD_VALUES, []))
 
-    complete = [
+    complete = [  # the feasible ones: an infeasible trial is no rival
         t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if t.number != best.number and len(folds_of(t)) == len(plan.folds)
+        if t.number != best.number and len(folds_of(t)) == len(plan.folds) and is_feasible(t)
     ]
     sign = 1.0 if plan.direction == "maximize" else -1.0
     rivals = sorted(complete, key=lambda t: -sign * float(t.values[0]))[:RIVALS]

@@ -33,6 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hpo import failpoints
+from hpo.constraints import best_trial
 from hpo.cv import cross_validate
 from hpo.estimates import corrected_t_test
 from hpo.names import (
@@ -47,7 +48,6 @@ from hpo.names import (
     TRIAL_TAG,
     VALUE_TAG,
 )
-from hpo.pareto import best_on_front
 from hpo.runner import CV_ATTR, Plan
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,10 @@ def challenge(
     Idempotent: a rerun of the night with the same best trial returns the
     decision already recorded on the parent run.
     """
-    # the trial whose model the study refit: a Pareto study's front's best by the metric
-    best = study.best_trial if len(study.directions) == 1 else best_on_front(study)
+    # the trial whose model the study refit: its best feasible (a Pareto study's front's best)
+    best = best_trial(study)
+    if best is None:
+        raise RuntimeError(f"study {study.study_name} has no feasible complete trial to register")
     parent_id = study.user_attrs[PARENT_ATTR]
     parent = client.get_run(parent_id).data.tags
     if parent.get(CHAMPION_PREFIX + "trial") == str(best.number):

@@ -142,7 +142,8 @@ def _night(
     study = optuna.load_study(study_name=name, storage=storage)
     ledger.record({}, {"best_value": summary.best_value})
     if summary.best_value is None:
-        raise NightFailed(f"no trial of {name} completed: nothing to promote, the champion stays")
+        what = "met the constraints" if summary.constraints else "completed"
+        raise NightFailed(f"no trial of {name} {what}: nothing to promote, the champion stays")
     model_name = str(cfg.schedule.model_name or base)
     decision = challenge(
         plan,

@@ -18,6 +18,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.constraints import is_feasible
 from hpo.names import METRIC_ATTR
 from hpo.runner import Plan
 from hpo.schedule.names import nights
@@ -126,9 +127,12 @@ def top(study: optuna.Study, k: int) -> list[FrozenTrial]:
     """The ``k`` best completed trials with distinct parameters, best first.
 
     Best by the study metric (the first objective); in a multi-objective study
-    the Pareto front's trials come first, so a front is carried over whole.
+    the Pareto front's trials come first, so a front is carried over whole. Only
+    feasible trials (study.constraints): an infeasible one was never a candidate.
     """
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)
+    ]
     reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     front = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
     ranked = sorted(complete, key=lambda t: t.values[0], reverse=reverse)

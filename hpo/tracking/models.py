@@ -113,7 +113,8 @@ class _NamedPT2:
     values as float32 rows all the same. This flavour (for ``Model.log``) saves
     the module traced on the example's rows, then writes the named signature and
     the DataFrame example in place of the tensor ones; ``Model.log`` goes on to
-    check that the saved model serves that example.
+    check that the saved model serves that example. A quantized module (packed
+    int8 weights, which torch.export cannot trace) is pickled instead.
     """
 
     @staticmethod
@@ -125,6 +126,17 @@ class _NamedPT2:
         input_example: pd.DataFrame,
         **settings: Any,
     ) -> None:
+        if _packed(pytorch_model):  # torch.export cannot trace torch.ao's int8 weights
+            mlflow.pytorch.save_model(
+                pytorch_model,
+                path,
+                mlflow_model=mlflow_model,
+                signature=signature,
+                input_example=input_example,
+                serialization_format="pickle",
+                **settings,
+            )
+            return
         rows = input_example.to_numpy(dtype=np.float32, copy=True)
         mlflow.pytorch.save_model(
             pytorch_model, path, mlflow_model=mlflow_model, input_example=rows, **settings
@@ -132,6 +144,17 @@ class _NamedPT2:
         mlflow_model.signature = signature
         _save_example(mlflow_model, input_example, path)  # over the tensor example's files
         mlflow_model.save(str(Path(path, MLMODEL_FILE_NAME)))
+
+
+def _packed(module: Any) -> bool:
+    """Whether the module holds quantized (packed) weights, which only pickle can save."""
+    import torch
+
+    return any(
+        isinstance(value, torch.ScriptObject)
+        for part in module.modules()
+        for value in vars(part).values()
+    )
 
 
 def best_models(tracker: Tracker, trial_number: int) -> list[LoggedModel]:

@@ -15,6 +15,10 @@ from typing import Any
 
 from torch import nn
 
+from objectives.compression.distill import is_teacher
+from objectives.compression.prune import PRUNE_KINDS
+from objectives.compression.quantize import QUANTIZE, refusal
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -53,6 +57,18 @@ class MLPKnobs:
     clip_norm: float = 0.0  # 0: no gradient clipping
     max_epochs: int = 50
     patience: int = 10  # epochs without a better inner validation loss before stopping
+    # Compression, applied to the trained model (objectives/mlp/compress.py); the fold is
+    # scored, measured and the refit model logged as compressed.
+    quantize: str = "none"  # none | int8 (dynamic) | qat (quantization-aware training)
+    qat_epochs: int = 3  # qat: epochs of fake-quantized fine-tuning before converting to int8
+    prune_amount: float = 0.0  # share of each hidden layer's weights (or neurons) zeroed; 0: off
+    prune_kind: str = "l1_unstructured"  # l1_unstructured | l1_structured (whole neurons)
+    prune_finetune_epochs: int = 0  # epochs of fine-tuning with the pruning mask on
+    distill_teacher: str = "none"  # none | fold | an MLflow model URI (models:/..., runs:/...)
+    distill_temperature: float = 2.0  # T: the soft targets are the teacher's p^(1/T), renormalised
+    distill_alpha: float = 0.5  # weight of the soft (teacher) term; 1 - alpha: the labels'
+    distill_teacher_width: int = 128  # fold: the teacher MLP's width per hidden layer
+    distill_teacher_layers: int = 2  # fold: the teacher MLP's hidden layers
 
     def layer_widths(self) -> list[int]:
         return [
@@ -67,6 +83,8 @@ class MLPKnobs:
             "init": INITS,
             "optimizer": OPTIMIZERS,
             "schedule": SCHEDULES,
+            "quantize": QUANTIZE,
+            "prune_kind": PRUNE_KINDS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -90,15 +108,45 @@ class MLPKnobs:
         for name in ("weight_decay", "momentum", "clip_norm"):
             if not getattr(self, name) >= 0:
                 raise SettingError(name, getattr(self, name), "a number >= 0")
+        self.check_compression()
         return self
+
+    def check_compression(self) -> None:
+        """Refuse a compression knob out of range, a malformed teacher, QAT it cannot run."""
+        if not is_teacher(self.distill_teacher):
+            raise SettingError(
+                "distill_teacher",
+                self.distill_teacher,
+                "none, fold, or an MLflow model URI (models:/NAME/VERSION, runs:/RUN_ID/PATH)",
+            )
+        if not 0.0 <= self.prune_amount < 1.0:
+            raise SettingError("prune_amount", self.prune_amount, "a number in [0, 1)")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise SettingError("distill_alpha", self.distill_alpha, "a number in [0, 1]")
+        if not self.distill_temperature > 0:
+            raise SettingError("distill_temperature", self.distill_temperature, "a number > 0")
+        for name in ("qat_epochs", "distill_teacher_width", "distill_teacher_layers"):
+            if getattr(self, name) < 1:
+                raise SettingError(name, getattr(self, name), "a whole number >= 1")
+        if self.prune_finetune_epochs < 0:
+            raise SettingError(
+                "prune_finetune_epochs", self.prune_finetune_epochs, "a whole number >= 0"
+            )
+        if refused := refusal(self.quantize, self.activation):
+            raise SettingError("quantize", self.quantize, *refused)
+
+    def compressed(self) -> bool:
+        """True when training is followed by quantization or pruning (the model changes)."""
+        return self.quantize != "none" or self.prune_amount > 0
 
 
 class SettingError(ValueError):
-    """A knob's value the MLP cannot train with: its ``key``, ``value``, and what it must be."""
+    """A knob's value the MLP cannot train with: its ``key``, ``value``, what it must be,
+    and the ``fix`` where that is not simply "set it to what it must be"."""
 
-    def __init__(self, key: str, value: Any, wanted: str) -> None:
-        super().__init__(f"MLP {key}={value!r} is not {wanted}")
-        self.key, self.value, self.wanted = key, value, wanted
+    def __init__(self, key: str, value: Any, wanted: str, fix: str | None = None) -> None:
+        super().__init__(f"MLP {key}={value!r} is not {wanted}" + (f": {fix}" if fix else ""))
+        self.key, self.value, self.wanted, self.fix = key, value, wanted, fix
 
 
 def is_int(value: Any) -> bool:

@@ -4,7 +4,10 @@ Training is mini-batch on in-memory tensors; the epoch loop, early stopping
 and the reports to the pruner are objectives/torch_fit.py's, fed here with
 one epoch's step (``train``) and the inner split's evaluation
 (``InnerValidation``). The metric is prepared once (epoch_metric:
-scikit-learn's input checks cost as much as a tenth of an epoch).
+scikit-learn's input checks cost as much as a tenth of an epoch). A student
+being distilled trains on the distillation loss (objectives/compression/
+distill.py); its inner split is still scored on the labels alone, so early
+stopping and the pruner's reports mean the same with a teacher or without.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from torch import nn
 
 from objectives.base import Score
+from objectives.compression.distill import Distillation
 from objectives.epoch_metric import epoch_metric
 from objectives.mlp.knobs import MLPKnobs
 from objectives.mlp.network import Pipeline
@@ -99,8 +103,13 @@ def train(
     y: np.ndarray,
     generator: torch.Generator,
     stop: Epochs,
+    distill: Distillation | None = None,
 ) -> History:
-    """Mini-batch training on in-memory tensors until ``stop`` says so; returns the curves."""
+    """Mini-batch training on in-memory tensors until ``stop`` says so; returns the curves.
+
+    With ``distill`` (soft targets for the rows of ``X``, in order) each batch's
+    loss is the distillation loss, the labels' loss its hard term.
+    """
     Z = model.standardize(torch.as_tensor(X, dtype=torch.float32))
     target = model.target(y)
     n = len(Z)
@@ -117,7 +126,10 @@ def train(
         for i in range(batches):
             rows = slice(i * batch, (i + 1) * batch)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model.logits(Zs[rows]), ts[rows])
+            logits = model.logits(Zs[rows])
+            loss = loss_fn(logits, ts[rows])
+            if distill is not None:
+                loss = distill.loss(logits, loss, order[rows])
             loss.backward()
             if knobs.clip_norm > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), knobs.clip_norm)

@@ -89,21 +89,23 @@ def test_cmaes_options_in_the_config_are_accepted(make_cfg) -> None:
 
 
 @pytest.mark.parametrize(
-    ("sampler", "reseeded", "multi"),
+    ("sampler", "reseeded", "multi", "constrained"),
     [
-        ("random", True, True),
-        ("tpe", True, True),
-        ("cmaes", True, False),
-        ("grid", False, True),
-        ("nsga2", False, True),
-        ("gp", True, True),
+        ("random", True, True, False),
+        ("tpe", True, True, True),
+        ("cmaes", True, False, False),
+        ("grid", False, True, False),
+        ("nsga2", False, True, True),
+        ("gp", True, True, True),
     ],
 )
 def test_each_shipped_sampler_states_its_traits_in_its_yaml(
-    make_cfg, sampler: str, reseeded: bool, multi: bool
+    make_cfg, sampler: str, reseeded: bool, multi: bool, constrained: bool
 ) -> None:
     cfg = make_cfg("study=tiny_prior", f"sampler={sampler}")
-    assert sampler_traits(cfg.sampler) == SamplerTraits(reseeded, multi)
+    assert sampler_traits(cfg.sampler) == SamplerTraits(reseeded, multi, constrained)
+    # the YAML says what the class suggests: samplers taking constraints_func honour them
+    assert sampler_traits({"_target_": cfg.sampler["_target_"]}).constraints == constrained
     gridded = parse_space({"x": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.5}})
     assert isinstance(build_sampler(cfg.sampler, gridded), optuna.samplers.BaseSampler)
 

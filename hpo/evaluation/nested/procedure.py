@@ -128,11 +128,14 @@ def outer_fold(
     log.info("nested CV: outer fold %d, study %s on %d rows", k, inner.spec.name, len(train.y))
     run(quiet, inner)
     study = optuna.load_study(study_name=inner.spec.name, storage=storage)
-    summary = report.summarize(study, plan.spec.metric, [o.name for o in plan.further_objectives])
+    summary = report.summarize(
+        study, plan.spec.metric, [o.name for o in plan.further_objectives], plan.constraints
+    )
     if summary.best_number is None or summary.best_value is None:
         counts = report.count_states(study.get_trials(deepcopy=False))
+        feasible = " feasible" if plan.constraints else ""
         raise StudyStopped(
-            f"nested CV: inner study {inner.spec.name} has no complete trial "
+            f"nested CV: inner study {inner.spec.name} has no{feasible} complete trial "
             f"({', '.join(f'{n} {s.lower()}' for s, n in counts.items())}): fix the objective "
             "or its space, then run the same command to resume"
         )
@@ -211,7 +214,7 @@ def _study_so_far(cfg: Config, plan: Plan) -> report.Summary:
     names = [o.name for o in plan.further_objectives]
     try:
         study = optuna.load_study(study_name=plan.spec.name, storage=open_storage(cfg.storage))
-        summary = report.summarize(study, plan.spec.metric, names)
+        summary = report.summarize(study, plan.spec.metric, names, plan.constraints)
     except KeyError:  # no such study
         summary = report.Summary(
             plan.spec.name, plan.spec.metric, plan.direction, report.count_states([]), extra=names
