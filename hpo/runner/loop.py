@@ -29,6 +29,7 @@ from hpo.runner.progress import progress_bar, show
 from hpo.runner.trial import evaluate, fail_if_running
 from hpo.secrets import mask
 from hpo.storages import open_storage, retrying, worker_lock
+from hpo.tracking.writer import ProcessWriter, early_writer
 
 if TYPE_CHECKING:
     from hpo.tracking.tracker import Tracker
@@ -45,14 +46,20 @@ def run(cfg: Config, plan: Plan | None = None) -> report.Summary | None:
     """
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    plan = plan or make_plan(cfg)
-    with worker_lock(cfg.storage, plan.spec.name):  # SQLite: this process alone, till the end
-        return _run(cfg, plan)
+    name = plan.spec.name if plan else cfg.study.name
+    writer = early_writer(cfg.tracking, name)  # its start overlaps the plan's
+    try:
+        plan = plan or make_plan(cfg)
+        with worker_lock(cfg.storage, plan.spec.name):  # SQLite: this process alone, till the end
+            return _run(cfg, plan, writer)
+    finally:
+        if writer:
+            writer.close()  # the tracker's flush has closed it, unless the study never began
 
 
-def _run(cfg: Config, plan: Plan) -> report.Summary | None:
+def _run(cfg: Config, plan: Plan, writer: ProcessWriter | None) -> report.Summary | None:
     storage = open_storage(cfg.storage)
-    tracker = _tracker(cfg, plan)
+    tracker = _tracker(cfg, plan, writer)
     study: optuna.Study | None = None
     try:
         study = retrying(
@@ -151,10 +158,10 @@ def _trials(
     return failures
 
 
-def _tracker(cfg: Config, plan: Plan) -> Tracker | None:
+def _tracker(cfg: Config, plan: Plan, writer: ProcessWriter | None) -> Tracker | None:
     """The MLflow tracker, imported only when tracking is on (a worker without it starts faster)."""
     if not cfg.tracking.enabled:
         return None
     from hpo.tracking.tracker import Tracker
 
-    return Tracker(cfg.tracking, plan.spec.name, plan.sampler_kind)
+    return Tracker(cfg.tracking, plan.spec.name, plan.sampler_kind, writer)

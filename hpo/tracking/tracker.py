@@ -53,7 +53,7 @@ from hpo.tracking.store import (
     lost_race,
     write_ahead,
 )
-from hpo.tracking.writer import make_writer
+from hpo.tracking.writer import ProcessWriter, make_writer
 from hpo.tracking.writes import Writes, unreachable
 
 log = logging.getLogger("hpo.tracking")
@@ -66,7 +66,14 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 class Tracker:
     """Writes a study's runs to one MLflow experiment named after the study."""
 
-    def __init__(self, cfg: TrackingConfig, study_name: str, sampler: str) -> None:
+    def __init__(
+        self,
+        cfg: TrackingConfig,
+        study_name: str,
+        sampler: str,
+        writer: ProcessWriter | None = None,
+    ) -> None:
+        """``writer``: the study's writer process if already started (``early_writer``)."""
         self.uri = cfg.uri
         bound_calls(cfg.timeout)
         check_server(cfg.uri)
@@ -83,7 +90,7 @@ class Tracker:
         # same spool as the writer process's; the last run's waiting writes go first.
         self.writes = Writes(cfg.uri, Spool(self.spool), self.client)
         self.catch_up()
-        self.writer = make_writer(cfg.uri, cfg.writer, self.spool)
+        self.writer = writer or make_writer(cfg.uri, cfg.writer, self.spool)
         self.curve_points = cfg.curve_points
         self.told_waiting = False
         self.unfinished = False  # the end of the study could not be logged

@@ -32,10 +32,12 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpo.tracking.spool import Spool, quiet
-from hpo.tracking.writes import Message, Writes
+from hpo.tracking.spool import Message, Spool, quiet, spool_folder
+
+if TYPE_CHECKING:
+    from hpo.config import TrackingConfig
 
 log = logging.getLogger(__name__)
 PROMPT_SECONDS = 2.0  # an interrupted study waits this long for the writer, then takes over
@@ -45,6 +47,8 @@ class InlineWriter:
     """Writes in the caller's process, as they come."""
 
     def __init__(self, uri: str, spool: Path | None = None) -> None:
+        from hpo.tracking.writes import Writes
+
         self.writes = Writes(uri, Spool(spool) if spool is not None else None)
 
     def send(self, message: Message) -> None:
@@ -103,11 +107,16 @@ class ProcessWriter:
 
         ``prompt``: the study was interrupted; give the writer a few seconds,
         then stop it and write what it had not applied from this process.
+        A writer that was never sent anything is stopped at once (the study
+        ended before its first trial, e.g. on a user error).
         """
         if self.closed:
             return
         self.closed = True
-        if self.fallback is None and self.process.is_alive():
+        if not self.sent:
+            self.process.kill()
+            self.process.join()
+        elif self.fallback is None and self.process.is_alive():
             self.inbox.put(None)
             self.process.join(PROMPT_SECONDS if prompt else self.drain_timeout)
             if self.process.is_alive():
@@ -157,7 +166,13 @@ def _sigint_ignored() -> Iterator[None]:
 
 def _serve(uri: str, spool: Path | None, inbox: Any, parent_pid: int, applied: Any) -> None:
     """The writer process: apply messages until told to stop or the parent is gone."""
-    writes = Writes(uri, Spool(spool) if spool is not None else None)
+    from hpo.storages import init_lock
+    from hpo.tracking.store import write_ahead
+    from hpo.tracking.writes import Writes
+
+    with init_lock(uri, "mlflow-schema"):  # the study process may be creating the tables
+        write_ahead(uri)
+        writes = Writes(uri, Spool(spool) if spool is not None else None)
     while True:
         try:
             message = inbox.get(timeout=1.0)
@@ -184,3 +199,17 @@ def _serve(uri: str, spool: Path | None, inbox: Any, parent_pid: int, applied: A
 
 def make_writer(uri: str, kind: str, spool: Path | None = None) -> InlineWriter | ProcessWriter:
     return ProcessWriter(uri, spool) if kind == "process" else InlineWriter(uri, spool)
+
+
+def early_writer(cfg: TrackingConfig, study: str) -> ProcessWriter | None:
+    """The study's writer process, started before anything else of the study.
+
+    A spawned writer imports MLflow and opens its store: 2 to 5 s on this
+    machine before it applies its first write, while trials queue behind it.
+    Started first, that overlaps the plan (data, splits), the storage and the
+    study process's own MLflow start (benchmarks/overhead.py). The Tracker
+    takes it; None without tracking or with ``tracking.writer=inline``.
+    """
+    if not cfg.enabled or cfg.writer != "process":
+        return None
+    return ProcessWriter(cfg.uri, spool_folder(Path(cfg.spool).resolve(), study))
