@@ -146,6 +146,9 @@ class CVSetup:
     # Report each fold's own score at step = fold, never epochs (hpo.pruning.fold_scores):
     # WilcoxonPruner pairs a trial's fold scores with the best trial's on the same folds.
     fold_scores: bool = False
+    # The study's direction, which a positive ``metric_drop`` means worse by (a study may
+    # state one against its metric's); None: the metric's own.
+    direction: str | None = None
 
 
 @dataclass
@@ -204,7 +207,8 @@ def cross_validate(
 
     def result() -> CVResult:
         out = _result(fold_values, infos, curves, started)
-        out.fit_facts |= metric_drop(metric, data.y, fold_values, references, pooled)
+        drop = metric_drop(metric, data.y, fold_values, references, pooled, setup.direction)
+        out.fit_facts |= drop
         return out
 
     def fit(index: int, threads: int) -> FoldOutput:
@@ -271,14 +275,16 @@ def metric_drop(
     values: list[float],
     references: list[tuple[np.ndarray, np.ndarray | None]],
     pooled: bool,
+    direction: str | None = None,
 ) -> dict[str, float]:
     """``metric_uncompressed`` and ``metric_drop``, when every fold scored has reference scores.
 
     ``references`` holds each fold's validation rows and the scores of its model
     before compression (``FoldOutput.reference_scores``). The uncompressed metric
     is their mean over folds (pooled like ``values`` under leave-one-out); the drop
-    is uncompressed minus compressed, signed by the metric's direction so that a
-    positive drop always means the compressed model is worse.
+    is uncompressed minus compressed, signed by ``direction`` (the study's; None: the
+    metric's own) so that a positive drop always means the compressed model is worse
+    for the study.
     """
     if not references or any(scores is None for _, scores in references):
         return {}
@@ -290,7 +296,7 @@ def metric_drop(
     drop = uncompressed - float(np.mean(values))
     return {
         "metric_uncompressed": uncompressed,
-        "metric_drop": drop if metric.direction == "maximize" else -drop,
+        "metric_drop": drop if (direction or metric.direction) == "maximize" else -drop,
     }
 
 

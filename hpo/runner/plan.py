@@ -118,6 +118,7 @@ class Plan:
             self.leave_one_out,
             self.n_jobs,
             fold_scores=fold_scores(self.pruner),
+            direction=self.direction,
         )
 
 

@@ -546,3 +546,37 @@ def test_only_the_wilcoxon_pruner_is_told_fold_scores() -> None:
     assert fold_scores(optuna.pruners.WilcoxonPruner())
     assert not fold_scores(optuna.pruners.MedianPruner())
     assert not fold_scores(optuna.pruners.SuccessiveHalvingPruner())
+
+
+class CompressedMean(MeanObjective):
+    """MeanObjective as if compressed: its scores are the training mean + 1, its reference
+    scores (before compression) the mean itself, so compression costs RMSE on every fold."""
+
+    def fit_predict(self, params, fold, report=None):
+        out = super().fit_predict(params, fold, report)
+        return FoldOutput(out.scores + 1.0, out.fit_facts, reference_scores=out.scores)
+
+
+@pytest.mark.parametrize(
+    ("direction", "sign"), [(None, 1.0), ("minimize", 1.0), ("maximize", -1.0)]
+)
+def test_the_metric_drop_is_signed_by_the_study_s_direction(direction, sign) -> None:
+    """RMSE is better lower: compression raised it, a drop (positive) for a study that
+    minimizes it as the metric says, and a gain (negative) for one stated to maximize it."""
+    data = regression_data()
+    setup = CVSetup(data, _kfold(data, 2), get_metric("rmse"), seed=0, direction=direction)
+    result = cross_validate(CompressedMean(), {}, setup)
+    uncompressed = result.fit_facts["metric_uncompressed"]
+    assert result.value > uncompressed
+    assert result.fit_facts["metric_drop"] == pytest.approx(sign * (result.value - uncompressed))
+
+
+def test_the_plan_gives_the_cv_harness_the_study_s_direction(make_cfg) -> None:
+    """A direction stated against the metric's (kept, and warned of) signs the drop."""
+    from hpo.runner import make_plan
+
+    cfg = make_cfg("study=tiny_prior", "study.metric=log_loss", "study.direction=maximize")
+    assert make_plan(cfg).cv_setup.direction == "maximize"
+    assert make_plan(make_cfg("study=tiny_prior", "study.metric=log_loss")).cv_setup.direction == (
+        "minimize"
+    )

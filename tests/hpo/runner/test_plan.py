@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from hpo import constraints
 from hpo.errors import UserError
 from hpo.runner import make_plan
 from tests.hpo.runner.helpers import SHIPPED
@@ -18,6 +19,10 @@ def test_every_shipped_study_plans_under_each_sampler(make_cfg, study_name, samp
     cfg = make_cfg(f"study={study_name}", f"sampler={sampler}")
     if sampler == "cmaes" and cfg.study.objectives:
         with pytest.raises(UserError, match="sampler=cmaes optimizes one objective"):
+            make_plan(cfg)
+        return
+    if cfg.study.constraints and sampler not in constraints.samplers_that_honour():
+        with pytest.raises(UserError, match=f"sampler={sampler} cannot honour study.constraints"):
             make_plan(cfg)
         return
     plan = make_plan(cfg)
