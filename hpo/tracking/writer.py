@@ -170,6 +170,10 @@ def _serve(uri: str, spool: Path | None, inbox: Any, parent_pid: int, applied: A
     from hpo.tracking.store import write_ahead
     from hpo.tracking.writes import Writes
 
+    # Started before the plan: a study that stops on a user error must print its one line
+    # alone, not MLflow's notes on creating its tables.
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with init_lock(uri, "mlflow-schema"):  # the study process may be creating the tables
         write_ahead(uri)
         writes = Writes(uri, Spool(spool) if spool is not None else None)
