@@ -23,6 +23,10 @@ so each costs a few milliseconds:
   process holds already.
 - ``zero_weight_fraction``: the share of the linear layers' weights (hidden
   and output) that are exactly zero, int8 weights included.
+
+``measure`` times a model that takes one tensor of rows (the MLP);
+``measure_calls`` times any prepared calls in the same way (the LoRA
+objective's, whose model takes token ids: objectives/lora/measure.py).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -84,9 +88,29 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def median_ms(call: Callable[[], object], repeats: int) -> float:
-    """The median of ``repeats`` timed calls, in milliseconds, after WARMUP untimed ones."""
-    for _ in range(WARMUP):
+def measure_calls(
+    calls: Mapping[int, Callable[[], object]],
+    repeats: Mapping[int, int],
+    warmup: Mapping[int, int] | None = None,
+) -> dict[str, float]:
+    """``latency_ms_b{size}`` of each prepared call (``calls[size]`` runs the model on a batch
+    of ``size`` rows), as ``measure`` times them, and ``inference_peak_kb`` of the largest.
+
+    ``repeats[size]`` timed calls after ``warmup[size]`` untimed ones (default WARMUP): a
+    model that takes a second a batch needs fewer than a small MLP.
+    """
+    facts: dict[str, float] = {}
+    with _ONE_AT_A_TIME, one_thread(), torch.no_grad():
+        for size, call in calls.items():
+            first = WARMUP if warmup is None else warmup.get(size, WARMUP)
+            facts[f"latency_ms_b{size}"] = median_ms(call, repeats[size], first)
+        facts["inference_peak_kb"] = peak_growth_kb(calls[max(calls)])
+    return facts
+
+
+def median_ms(call: Callable[[], object], repeats: int, warmup: int = WARMUP) -> float:
+    """The median of ``repeats`` timed calls, in milliseconds, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
         call()
     times = []
     for _ in range(repeats):

@@ -1,4 +1,5 @@
-"""What an adapter costs, measured: its size on disk, its latency, the memory a fit took."""
+"""What a model costs, measured: the adapter's size on disk, the served model's latency and
+size, the memory a fit took."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import mmap
 import time
 from pathlib import Path
 
-import numpy as np
+import torch
+from torch import nn
 
-from objectives.lora.measure import PeakMemory, adapter_kb, latency
+from objectives.compression.measure import model_kb
+from objectives.lora.measure import PeakMemory, adapter_kb, serving_facts
 
 
 class _Saved:
@@ -34,18 +37,31 @@ def test_peak_memory_sees_what_the_block_allocated():
     assert memory.growth_mb > 48 and memory.peak_mb >= memory.growth_mb
 
 
-def test_latency_times_one_and_thirty_two_texts_at_a_time():
-    calls: list[int] = []
+class _Classifier(nn.Module):
+    """Stands in for the served model: token ids in, one call recorded per batch."""
 
-    class Model:
-        def eval(self) -> None: ...
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.calls: list[tuple[int, int]] = []
 
-        def __call__(self, **batch: list[str]) -> None:
-            calls.append(len(batch["texts"]))
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(input_ids.shape))  # type: ignore[arg-type]
+        time.sleep(0.001)
+        return self.embed(input_ids * attention_mask)
 
-    def tokenizer(chunk: list[str], **_: object) -> dict[str, list[str]]:
-        return {"texts": chunk}
 
-    out = latency(Model(), tokenizer, 8, np.array(["a", "b", "c"]), 32)  # type: ignore[arg-type]
-    assert set(out) == {"latency_ms_b1", "latency_ms_b32"} and all(v > 0 for v in out.values())
-    assert calls == [1] * 33 + [32, 32]  # a warm-up call, then every chunk
+def test_serving_facts_time_batches_of_1_32_and_64_texts_on_one_thread():
+    model = _Classifier()
+    ids = [[1, 2, 3], [4, 5], [6]]  # cycled: the first 1, 32 or 64 of 1, 2, 3, 1, 2, ...
+    facts = serving_facts(model, ids, examples=5, repeats=2)
+
+    assert set(facts) == {
+        "latency_ms_b1", "latency_ms_b32", "latency_ms_b64", "model_kb", "inference_peak_kb",
+    }  # fmt: skip
+    assert facts["latency_ms_b1"] >= 1 and facts["latency_ms_b64"] >= 1  # ms per call
+    assert facts["latency_ms_b32"] < facts["latency_ms_b1"]  # per text: a call over 32
+    assert facts["model_kb"] == model_kb(model) > 0
+    # 3 warm-up and 5 timed calls of one text, 1 + 2 of 32 and of 64, one more of 64 (memory),
+    # each batch padded to its longest text
+    assert model.calls == [(1, 3)] * 8 + [(32, 3)] * 3 + [(64, 3)] * 4

@@ -7,8 +7,8 @@ import pytest
 
 from hpo.data import Dataset
 from objectives.lora import LoRAObjective
-from tests.objectives.helpers import LORA_FAST as FAST
 from tests.objectives.helpers import holdout_fold
+from tests.objectives.lora.helpers import FAST
 
 
 @pytest.mark.slow

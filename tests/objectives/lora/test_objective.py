@@ -13,12 +13,13 @@ from hpo.cv import make_folds
 from hpo.metrics import get_metric
 from objectives.base import BadSetting
 from objectives.lora import LoRAObjective
-from tests.objectives.helpers import LORA_FAST as FAST
 from tests.objectives.helpers import holdout_fold, run_cv, trial_check
+from tests.objectives.lora.helpers import FAST
 
 FACTS = {
     "trainable_params", "trainable_pct", "adapter_kb", "train_seconds", "latency_ms_b1",
     "latency_ms_b32", "peak_rss_mb", "train_mem_mb", "epochs_run", "best_epoch",
+    "latency_ms_b64", "model_kb", "inference_peak_kb", "metric_uncompressed", "metric_drop",
 }  # fmt: skip
 
 
@@ -37,14 +38,17 @@ def test_one_trial_through_the_harness_reports_each_epoch_and_measures_the_adapt
     assert np.isfinite(result.value) and len(result.fold_values) == 2
     assert result.oof_scores is not None and result.oof_scores.shape == (len(tiny.y), 8)
     np.testing.assert_allclose(result.oof_scores.sum(axis=1), 1.0)
-    assert set(result.fit_facts) == FACTS
+    assert set(result.fit_facts) == FACTS == set(objective.fit_fact_names)
+    assert result.fit_facts["metric_drop"] == 0.0, "served unmerged: the reference itself"
     # r=4 on query and value of 6 layers: 2 * 6 * 4 * (384 + 384); the head: 384 * 8 + 8
     assert result.fit_facts["trainable_params"] == 2 * 6 * 4 * 768 + 384 * 8 + 8
     assert 0 < result.fit_facts["trainable_pct"] < 1
     assert (
         result.fit_facts["adapter_kb"] > 4 * result.fit_facts["trainable_params"] / 1024
     )  # float32
-    assert result.fit_facts["latency_ms_b1"] > 0 and result.fit_facts["latency_ms_b32"] > 0
+    assert all(result.fit_facts[f"latency_ms_b{n}"] > 0 for n in (1, 32, 64))
+    # the served (unmerged) model holds the whole base: far more than the adapter
+    assert result.fit_facts["model_kb"] > 100 * result.fit_facts["adapter_kb"]
     # fold i's epoch e is step i * 2 + e; every fold ends at its last step
     assert sorted(trial.storage.get_trial(trial._trial_id).intermediate_values) == [0, 1, 2, 3]
     for curve in ("train_loss", "inner_valid_loss", "inner_valid_accuracy", "inner_valid_f1"):
