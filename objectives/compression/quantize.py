@@ -20,6 +20,10 @@ API here, and the only one that needs no other package.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 from torch.ao import quantization as tq
@@ -59,7 +63,8 @@ def refusal(quantize: str, activation: str) -> tuple[str, str] | None:
 
 def dynamic_int8(net: nn.Module) -> nn.Module:
     """A copy of ``net`` with every nn.Linear swapped for torch.ao's dynamic int8 Linear."""
-    return tq.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8, inplace=False)
+    with _torch_notes():
+        return tq.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8, inplace=False)
 
 
 def prepare_qat(net: nn.Sequential) -> nn.Sequential:
@@ -78,10 +83,22 @@ def prepare_qat(net: nn.Sequential) -> nn.Sequential:
     if pairs:
         tq.fuse_modules_qat(wrapped, pairs, inplace=True)
     wrapped.qconfig = tq.get_default_qat_qconfig(engine() or "x86")
-    return tq.prepare_qat(wrapped, inplace=True)
+    with _torch_notes():
+        return tq.prepare_qat(wrapped, inplace=True)
 
 
 def convert_qat(net: nn.Module) -> nn.Module:
     """The int8 network a quantization-aware-trained ``net`` stands for (weights, activations)."""
     net.eval()
-    return tq.convert(net, inplace=False)
+    with _torch_notes():
+        return tq.convert(net, inplace=False)
+
+
+@contextlib.contextmanager
+def _torch_notes() -> Iterator[None]:
+    """torch.ao's notes to its own developers (quantized tensor creation deprecated, observers'
+    ``reduce_range``) would print on every trial: they say nothing a study can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*reduce_range.*", category=UserWarning)
+        yield
