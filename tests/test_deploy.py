@@ -24,9 +24,9 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load((DOCKER / "compose.yaml").read_text())
 
 
-def test_compose_has_postgres_mlflow_server_workers_and_dashboard() -> None:
+def test_compose_has_postgres_proxy_mlflow_server_workers_and_dashboard() -> None:
     services = compose()["services"]
-    assert set(services) >= {"postgres", "mlflow", "worker", "dashboard"}
+    assert set(services) >= {"postgres", "proxy", "mlflow", "worker", "dashboard"}
     assert services["worker"]["deploy"]["replicas"]
     mlflow = " ".join(services["mlflow"]["command"])
     assert "mlflow server" in mlflow
@@ -34,9 +34,23 @@ def test_compose_has_postgres_mlflow_server_workers_and_dashboard() -> None:
     assert "--serve-artifacts" in mlflow
     worker = services["worker"]["command"]
     assert worker[:3] == ["python", "-m", "hpo"]
-    assert "storage=postgres" in worker
+    assert "storage=${HPO_STORAGE:-grpc}" in worker, "through the proxy unless told otherwise"
     assert "tracking=server" in worker
     assert services["worker"]["environment"]["HPO_TRACKING_URI"] == "http://mlflow:5000"
+
+
+def test_compose_puts_the_grpc_proxy_between_postgres_and_the_workers() -> None:
+    services = compose()["services"]
+    proxy = services["proxy"]
+    assert proxy["command"][:3] == ["python", "-m", "hpo.storages.proxy"]
+    assert {"storage=postgres", "host=0.0.0.0", "port=13000"} <= set(proxy["command"])
+    assert proxy["environment"]["HPO_STORAGE_URL"] == "postgresql://hpo@postgres:5432/optuna"
+    assert proxy["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "13000" in proxy["healthcheck"]["test"][-1]
+    assert "ports" not in proxy, "plain gRPC: never published outside the stack"
+    worker = services["worker"]
+    assert worker["environment"]["HPO_PROXY_HOST"] == "proxy"
+    assert worker["depends_on"]["proxy"]["condition"] == "service_healthy"
 
 
 def test_compose_publishes_ports_on_loopback_only() -> None:
@@ -99,7 +113,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     assert CANARY not in done.stdout
 
 
-def test_kubernetes_job_runs_parallel_workers_with_the_url_from_a_secret() -> None:
+def test_kubernetes_job_runs_parallel_workers_through_the_grpc_proxy() -> None:
     [job] = list(yaml.safe_load_all((DOCKER / "k8s" / "job.yaml").read_text()))
     assert job["kind"] == "Job"
     spec = job["spec"]
@@ -107,8 +121,25 @@ def test_kubernetes_job_runs_parallel_workers_with_the_url_from_a_secret() -> No
     assert spec["completions"] == spec["parallelism"], "every worker exits 0 at the budget"
     [container] = spec["template"]["spec"]["containers"]
     assert container["args"][:3] == ["python", "-m", "hpo"]
+    assert "storage=grpc" in container["args"]
     env = {e["name"]: e for e in container["env"]}
-    assert env["HPO_STORAGE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "hpo-storage"
+    deployment, service = yaml.safe_load_all((DOCKER / "k8s" / "proxy.yaml").read_text())
+    assert env["HPO_PROXY_HOST"]["value"] == service["metadata"]["name"]
+    assert "HPO_STORAGE_URL" not in env, "workers through the proxy hold no database password"
+
+    assert deployment["kind"] == "Deployment" and service["kind"] == "Service"
+    assert service["spec"]["type"] == "ClusterIP"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    [proxy] = deployment["spec"]["template"]["spec"]["containers"]
+    assert proxy["args"][:3] == ["python", "-m", "hpo.storages.proxy"]
+    assert {"storage=postgres", "host=0.0.0.0", "port=13000"} <= set(proxy["args"])
+    [port] = proxy["ports"]
+    assert port["containerPort"] == 13000
+    assert service["spec"]["ports"][0]["targetPort"] in (port["name"], 13000)
+    proxy_env = {e["name"]: e for e in proxy["env"]}
+    assert proxy_env["HPO_STORAGE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "hpo-storage"
     [secret] = list(yaml.safe_load_all((DOCKER / "k8s" / "secret.example.yaml").read_text()))
     assert secret["kind"] == "Secret"
     assert secret["metadata"]["name"] == "hpo-storage"

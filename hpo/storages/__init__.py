@@ -5,6 +5,8 @@
 ``postgresql://..`` PostgreSQL through SQLAlchemy (psycopg), for many machines; with
                     ``storage.url`` empty, built from storage.host/port/database/user
 ``redis://..``      Optuna's journal on a Redis server, for many machines
+``grpc://HOST:PORT`` Optuna's gRPC storage proxy (``python -m hpo.storages.proxy``) in front
+                    of PostgreSQL: many workers, few database connections
 
 The functions here are what the rest of hpo calls: they pick the backend
 (``registry``) so that no code outside this folder branches on a URL prefix
@@ -67,7 +69,7 @@ def open_storage(cfg: StorageConfig) -> BaseStorage:
     user error."""
     backend = backend_for_config(cfg)
     parts = given_parts(cfg)
-    if parts and (cfg.url or "").strip():
+    if parts and (cfg.url or "").strip() and not backend.url_from_parts:
         log.warning(
             "storage.url is set (HPO_STORAGE_URL?), so storage.%s %s ignored: "
             "empty it (storage.url='') to use the parts",
@@ -133,6 +135,9 @@ def storage_line(cfg: StorageConfig) -> str:
         url = mask(optuna_url(storage_url(cfg)))
     except UserError:
         return shown
+    backend = find_backend(url)
+    if backend is not None and not backend.optuna_tools:
+        return f"{shown}  (Optuna's CLI and optuna-dashboard: give them the database it serves)"
     return f"{shown}  (optuna studies --storage {url}; optuna-dashboard {url})"
 
 

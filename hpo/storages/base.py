@@ -2,7 +2,7 @@
 which kind of storage it holds.
 
 A backend is one kind of Optuna storage (journal file, SQLite, PostgreSQL,
-Redis), known by its URL schemes. It opens the Optuna storage, takes the
+Redis, Optuna's gRPC proxy), known by its URL schemes. It opens the Optuna storage, takes the
 locks hpo needs (the short study lock, the schema/start-up lock, the night
 lock), says which errors are an outage to wait out, whether it serves one
 worker process only, and how its URL is shown to people and to Optuna's own
@@ -36,6 +36,8 @@ class Backend:
     schemes: ClassVar[tuple[str, ...]] = ()  # URL prefixes this backend serves
     serves_one_worker: ClassVar[bool] = False  # True: a second worker process must be refused
     heartbeats: ClassVar[bool] = False  # True: a dead worker's trial is found by heartbeat
+    url_from_parts: ClassVar[bool] = False  # True: storage.host/port are this URL's own parts
+    optuna_tools: ClassVar[bool] = True  # False: Optuna's CLI and optuna-dashboard cannot open it
 
     def __init__(self, url: str, cfg: StorageConfig | None = None) -> None:
         self.url = url.strip()

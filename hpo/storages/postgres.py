@@ -41,6 +41,8 @@ IDLE_IN_TRANSACTION_TIMEOUT = "25P03"  # and of an idle_in_transaction_session_t
 class PostgreSQL(RDB):
     name = "PostgreSQL"
     schemes = ("postgresql",)
+    pool_size = 2  # connections kept open per process (the gRPC proxy keeps its own number)
+    max_overflow = 2  # and opened beyond them as needed, closed when given back
 
     @classmethod
     def owns(cls, storage: BaseStorage) -> bool:
@@ -52,8 +54,8 @@ class PostgreSQL(RDB):
     def engine_kwargs(self, url: str) -> dict[str, Any]:
         return {
             "pool_pre_ping": True,
-            "pool_size": 2,
-            "max_overflow": 2,
+            "pool_size": self.pool_size,
+            "max_overflow": self.max_overflow,
             "connect_args": pg_connect_args(url, timeouts=True),
         }
 

@@ -53,7 +53,7 @@ def backend_for(url: str, cfg: StorageConfig | None = None) -> Backend:
     if backend is None:
         raise UserError(
             f"storage.url '{mask(url)}' is not supported: use journal:PATH, "
-            "sqlite:///PATH, postgresql://USER@HOST/DB or redis://HOST:6379/0"
+            "sqlite:///PATH, postgresql://USER@HOST/DB, redis://HOST:6379/0 or grpc://HOST:13000"
         )
     return backend
 

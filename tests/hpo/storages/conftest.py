@@ -2,8 +2,9 @@
 
 PostgreSQL and Redis cases skip without their server (HPO_TEST_PG_URL,
 HPO_TEST_REDIS_URL) unless CI requires them (HPO_REQUIRE_POSTGRES/REDIS=1).
-Every case gets its own store: a temporary file, a new database, or Redis
-studies under unique names that are deleted afterwards.
+Every case gets its own store: a temporary file, a new database, Redis
+studies under unique names that are deleted afterwards, or a new database
+behind its own gRPC proxy (``python -m hpo.storages.proxy``, a real process).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from hpo.config import StorageConfig
 from hpo.storages import open_storage
 from tests.hpo.pg import new_database
-from tests.hpo.storages.helpers import Store
+from tests.hpo.storages.helpers import Store, proxy
 
 REDIS_URL = os.environ.get("HPO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 KINDS = [
@@ -27,6 +28,7 @@ KINDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("grpc", id="grpc", marks=pytest.mark.postgres),
 ]
 
 
@@ -70,6 +72,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, study_name: str) -> It
     elif kind == "postgres":
         with new_database() as url:
             yield Store(kind, url, study_name)
+    elif kind == "grpc":
+        with new_database() as database, proxy(database) as url:
+            yield Store(kind, url, study_name, behind=database)
     else:
         url = redis_server()
         yield Store(kind, url, study_name)

@@ -1,15 +1,21 @@
 """Helpers shared by the storage tests: a store of each kind, a child process that takes the
-study lock, heartbeats aged on purpose so that staleness never depends on waiting, and worker
-processes (``python -m hpo``) on one study, in lockstep or holding a trial to be killed."""
+study lock, heartbeats aged on purpose so that staleness never depends on waiting, worker
+processes (``python -m hpo``) on one study, in lockstep or holding a trial to be killed, and
+the gRPC proxy (``python -m hpo.storages.proxy``) as a real process."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import queue
+import re
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +35,14 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 REPO = Path(__file__).parents[3]
-GROUP = {"journal": "local", "sqlite": "sqlite", "postgres": "postgres", "redis": "redis"}
+GROUP = {
+    "journal": "local",
+    "sqlite": "sqlite",
+    "postgres": "postgres",
+    "redis": "redis",
+    "grpc": "grpc",
+}
+PROXY_START = 120.0  # seconds the proxy may take to say it listens (imports, on a busy machine)
 WORKER_PROCESSES = 3  # worker processes on one study, where the backend serves several
 # Workers in lockstep (tests/hpo/helpers.py): all of them finish their trials at the same
 # instants and ask for the next at once, so a missing or broken study lock shows as trials
@@ -66,6 +79,7 @@ class Store:
     kind: str
     url: str
     study: str  # a study name no other test uses
+    behind: str = ""  # grpc: the PostgreSQL database the proxy serves
 
     def cfg(self, **settings: object) -> StorageConfig:
         return StorageConfig(url=self.url, **settings)  # type: ignore[arg-type]
@@ -77,6 +91,10 @@ class Store:
 
     def load(self) -> optuna.Study:
         return optuna.load_study(study_name=self.study, storage=open_storage(self.cfg()))
+
+    def beats(self, storage: BaseStorage) -> BaseStorage:
+        """Where ``storage``'s heartbeats can be aged: through a proxy, the database behind it."""
+        return open_storage(StorageConfig(url=self.behind)) if self.behind else storage
 
 
 def lock_and_count(url: str, study: str, log: str, counter: str, rounds: int) -> None:
@@ -225,3 +243,37 @@ def held_trial(store: Store, hold: Path) -> tuple[int, FrozenTrial]:
         return None
 
     return pid, wait_for(trial, f"worker {pid}'s held trial")
+
+
+@contextlib.contextmanager
+def proxy(database: str, *args: str) -> Iterator[str]:
+    """``python -m hpo.storages.proxy`` serving ``database`` on a free port: its grpc:// URL,
+    once it says it listens; stopped (SIGTERM, its exit awaited) afterwards. Its log goes to
+    a file (a pipe nobody reads could fill and stall it); a traceback in it fails the test."""
+    command = [sys.executable, "-m", "hpo.storages.proxy", "port=0", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HPO_STORAGE_URL": database}
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=log)
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in server.stdout or ()])
+        reader.start()
+        try:
+            try:
+                line = lines.get(timeout=PROXY_START)
+            except queue.Empty:
+                line = ""
+            found = re.search(r"grpc://\S+:(\d+)", line)
+            if not found:
+                server.kill()
+                server.wait()
+                log.seek(0)
+                raise AssertionError(f"the proxy did not start: {line}{log.read()}")
+            yield f"grpc://127.0.0.1:{found[1]}"
+        finally:
+            if server.poll() is None:
+                server.terminate()
+            server.wait(timeout=60)
+            reader.join(timeout=10)
+            log.seek(0)
+            said = log.read()
+        assert "Traceback" not in said, said

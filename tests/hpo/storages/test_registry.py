@@ -18,6 +18,7 @@ from hpo.storages import (
     storage_file,
     study_lock,
 )
+from hpo.storages.grpc import GrpcProxy
 from hpo.storages.journal import JournalFile
 from hpo.storages.postgres import PostgreSQL
 from hpo.storages.rdb import RDB
@@ -36,6 +37,7 @@ from hpo.storages.sqlite import SQLite
         ("redis://127.0.0.1:6379/0", Redis),
         ("rediss://cache:6380/2", Redis),
         ("mysql://u@h/db", RDB),
+        ("grpc://proxy:13000", GrpcProxy),
     ],
 )
 def test_the_backend_is_picked_by_scheme(url: str, kind: type) -> None:
@@ -58,7 +60,7 @@ def test_url_whitespace_is_ignored(tmp_path: Path) -> None:
 
 def test_only_sqlite_serves_one_worker_only() -> None:
     assert serves_one_worker(" sqlite:///optuna.db")
-    for url in ("journal:j", "postgresql://h/db", "redis://h:6379/0", "http://mlflow"):
+    for url in ("journal:j", "postgresql://h/db", "redis://h:6379/0", "grpc://p", "http://mlflow"):
         assert not serves_one_worker(url)
 
 
@@ -85,6 +87,6 @@ def test_init_lock_on_a_url_no_backend_knows_is_no_lock() -> None:
 
 def test_every_backend_module_is_found_and_subclasses_are_asked_before_their_bases() -> None:
     """A new backend is one module here: nothing lists it, and it never shadows a subclass."""
-    assert set(BACKENDS) == {JournalFile, SQLite, PostgreSQL, Redis, RDB}
+    assert set(BACKENDS) == {JournalFile, SQLite, PostgreSQL, Redis, RDB, GrpcProxy}
     for i, kind in enumerate(BACKENDS):
         assert not any(issubclass(later, kind) for later in BACKENDS[i + 1 :]), kind
