@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.names import FAIL_REASON_ATTR, FAIL_REASON_TAG, WORKER_ATTR
 from hpo.runner.liveness import recover
 from hpo.runner.trial import tell_once
-from hpo.samplers import GridSampler
+from hpo.samplers import GridSampler, carry_caches
 from hpo.storages import study_lock
 from hpo.tracking.records import TrialRecord
 
@@ -60,7 +60,7 @@ def claim(
             free, taken = grid.points_left(study) if grid else (1, 0)
             if free and (budget is None or len(counted) < budget):
                 if sampler_for is not None:
-                    study.sampler = sampler_for(len(trials))
+                    study.sampler = carry_caches(study.sampler, sampler_for(len(trials)))
                 trial = study.ask()
                 try:
                     trial.set_user_attr(WORKER_ATTR, me)  # owned before the lock is let go

@@ -9,7 +9,14 @@ import pytest
 
 from hpo.errors import UserError
 from hpo.runner import claim
-from hpo.samplers import SamplerTraits, build_pruner, build_sampler, sampler_traits, trial_sampler
+from hpo.samplers import (
+    SPACE_CACHES,
+    SamplerTraits,
+    build_pruner,
+    build_sampler,
+    sampler_traits,
+    trial_sampler,
+)
 from hpo.space import parse_space
 
 SPACE = parse_space({"x": {"type": "float", "low": 0.0, "high": 1.0}})
@@ -50,6 +57,29 @@ def test_a_random_study_draws_the_same_points_however_many_workers(make_cfg) -> 
     shared.append(optuna.load_study(storage=storage, study_name="s"))
     by_two = [draw(shared[i % 2], cfg.sampler) for i in range(6)]
     assert by_two == by_one
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "gp"])
+def test_each_trials_sampler_keeps_the_search_space_cache_and_draws_as_without(
+    make_cfg, monkeypatch: pytest.MonkeyPatch, sampler: str
+) -> None:
+    """Reseeded per trial, the sampler still works out the search space incrementally
+    (not from every trial again, each trial), and draws the same points as without."""
+    import hpo.runner.budget
+
+    cfg = make_cfg("study=tiny_prior", f"sampler={sampler}", "sampler.n_startup_trials=2")
+    study = optuna.create_study()
+
+    def caches() -> list[object]:
+        return [v for v in vars(study.sampler).values() if isinstance(v, SPACE_CACHES)]
+
+    carried = [draw(study, cfg.sampler)]
+    first, kept = study.sampler, caches()
+    carried += [draw(study, cfg.sampler) for _ in range(4)]
+    assert study.sampler is not first and kept and caches() == kept  # the same objects
+    monkeypatch.setattr(hpo.runner.budget, "carry_caches", lambda previous, new: new)
+    afresh = optuna.create_study()
+    assert [draw(afresh, cfg.sampler) for _ in range(5)] == carried
 
 
 def test_another_seed_draws_other_points(make_cfg) -> None:
