@@ -79,8 +79,18 @@ def test_the_batches_cycle_through_fewer_rows():
 
 
 @pytest.mark.skipif(not measure._reset_peak(), reason="no resettable peak memory (not Linux)")
+def _touch_fresh_pages(size: int) -> None:
+    """``size`` bytes of new resident memory, then freed: an anonymous map written to page
+    by page (an allocator may instead reuse memory an earlier test left resident)."""
+    import mmap
+
+    with mmap.mmap(-1, size) as pages:
+        for offset in range(0, size, mmap.PAGESIZE):
+            pages[offset] = 1
+
+
 def test_the_peak_memory_of_a_call_is_seen_after_the_peak_is_reset():
-    grown = measure.peak_growth_kb(lambda: torch.ones(16 * 2**20).sum())  # 64 MB, then freed
+    grown = measure.peak_growth_kb(lambda: _touch_fresh_pages(64 * 2**20))  # 64 MB, then freed
     assert grown > 60_000
     assert measure.peak_growth_kb(lambda: None) < 60_000, "the earlier peak was reset"
 
