@@ -31,8 +31,11 @@ with the trials it models; hpo's own share is hpo minus the floor.
   runs table   ``python -m hpo.ui`` with the overrides ``hpo.cli.look_command`` keeps,
                until headless Chromium has drawn the runs table (benchmarks/look.py)
 
-``--profile 200,2000`` runs each storage at both sizes with cProfile on the last
-100 trials only and prints the functions whose time per trial grew most.
+A second table splits a trial's time into the loop's parts (claim, TPE, MLflow's
+create_run, the progress line, ...) for the first and the last 100 trials, timed by
+wrapping them at runtime. ``--profile 200,2000`` runs each storage at both sizes with
+cProfile (CPU time) on the last 100 trials only and prints the functions whose time
+per trial grew most.
 """
 
 from __future__ import annotations
@@ -368,11 +371,13 @@ def look(folder: Path) -> dict[str, Any]:
 
 
 def _stop(ui: subprocess.Popen) -> None:
-    """Ctrl-C for the look command (it stops its MLflow server); SIGKILL to its process
-    group if it has not ended in a minute."""
+    """SIGTERM for the look command, which stops its MLflow server as Ctrl-C does (SIGINT
+    would be ignored: a shell starts a background job, nohup, with SIGINT ignored, and
+    its children inherit that); SIGKILL to its process group if it has not ended in a
+    minute."""
     import signal
 
-    ui.send_signal(signal.SIGINT)
+    ui.send_signal(signal.SIGTERM)
     try:
         ui.wait(timeout=60)
     except subprocess.TimeoutExpired:
