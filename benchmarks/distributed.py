@@ -3,6 +3,8 @@
     python -m benchmarks.distributed                           # PostgreSQL and Redis, K=1,2,4,8
     python -m benchmarks.distributed --storages postgres --ks 1,8 --tracking off,on
     python -m benchmarks.distributed --grid-only
+    python -m benchmarks.distributed --storages postgres --ks 1,8 --trials 160 --no-grid \
+        --tracking on --who peer,hpo,fan                       # issue 15, target 4
 
 Every trial sleeps ``--sleep`` seconds (0.2) and does nothing else, so a perfect
 platform finishes K / sleep trials per second: efficiency = throughput / (K / sleep).
@@ -10,6 +12,8 @@ platform finishes K / sleep trials per second: efficiency = throughput / (K / sl
   hpo    K processes of ``python -m hpo`` (storage=postgres or storage=redis, sampler
          tpe: multivariate, constant liar), each with its own exact-budget claim
          under the study lock, heartbeats (PostgreSQL) and the watchdog.
+  fan    one ``python -m hpo ... workers=K`` command: the parent makes the plan and the
+         study, then forks its K workers (hpo/workers.py), so imports are paid once
   peer   K processes of plain Optuna: load_study + optimize with
          MaxTrialsCallback(n, states=(COMPLETE, PRUNED)), TPESampler with the same
          settings (unseeded), on the same database server.
@@ -26,6 +30,7 @@ empty and is flushed between rows) and start their K processes at once.
              parameters repeat an earlier finished trial's
   cpu s      CPU seconds of the K worker processes, start-up included: on a 2-core
              machine, once cpu s approaches 2 x wall s the workers are CPU-bound
+  cpu ms/trial  cpu s / finished: what one trial costs the machine, all processes in
 
 The grid table: a --grid-points grid (one int parameter) with --grid-workers
 workers; the budget is the grid size; 'evaluated' counts finished trials and
@@ -96,6 +101,11 @@ class Row:
     @property
     def wall_rate(self) -> float:
         return self.finished / self.wall if self.wall else 0.0
+
+    @property
+    def cpu_per_trial(self) -> float:
+        """Milliseconds of CPU per finished trial, over all the row's processes."""
+        return 1000 * self.cpu / self.finished if self.finished else 0.0
 
 
 # --- databases --------------------------------------------------------------------
@@ -264,8 +274,10 @@ def run_row(
         (tmp / f"{STUDY_NAME}.yaml").write_text(
             STUDY.replace("SLEEP", str(sleep)).replace("SPACE", space)
         )
-        if who == "hpo":
+        if who in ("hpo", "fan"):
             command, env = hpo_commands(storage, url, tmp, n_trials, bool(grid), mlflow_uri)
+            if who == "fan":  # one command forks the K workers
+                command = [*command, f"workers={k}"]
         else:
             optuna.create_study(
                 study_name=STUDY_NAME, storage=open_optuna(url), direction="maximize"
@@ -277,6 +289,7 @@ def run_row(
                     "PYTHONPATH": str(REPO),
                 },
             )
+        k_processes = k if who != "fan" else 1
         cpu_before = children_cpu()
         start = time.perf_counter()
         workers = [
@@ -288,7 +301,7 @@ def run_row(
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for _ in range(k)
+            for _ in range(k_processes)
         ]
         for worker in workers:
             _, stderr = worker.communicate(timeout=1800)
@@ -336,6 +349,7 @@ def efficiency_table(rows: Sequence[Row], n_trials: int) -> str:
         "finished",
         "dup",
         "cpu s",
+        "cpu ms/trial",
         "load",
     ]
     body = [
@@ -352,11 +366,12 @@ def efficiency_table(rows: Sequence[Row], n_trials: int) -> str:
             f"{r.finished}/{n_trials}",
             str(r.dup),
             f"{r.cpu:.0f}",
+            f"{r.cpu_per_trial:.0f}",
             f"{r.load:.1f}",
         ]
         for r in rows
     ]
-    return table(headers, body, right=set(range(2, 13)) - {3})
+    return table(headers, body, right=set(range(2, 14)) - {3})
 
 
 def grid_table(rows: Sequence[Row], points: int) -> str:
@@ -384,6 +399,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=80)
     parser.add_argument("--sleep", type=float, default=0.2)
     parser.add_argument("--tracking", default="off", help="off, on or off,on (hpo rows only)")
+    parser.add_argument(
+        "--who", default="peer,hpo,fan", help="peer, hpo (K commands), fan (workers=K)"
+    )
     parser.add_argument("--grid-points", type=int, default=40)
     parser.add_argument("--grid-workers", type=int, default=4)
     parser.add_argument("--grid-only", action="store_true")
@@ -400,8 +418,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows: list[Row] = []
         for k in (int(k) for k in args.ks.split(",")):
             for storage in storages:
-                variants = [("peer", False)] + [
-                    ("hpo", t == "on") for t in args.tracking.split(",")
+                who = args.who.split(",")
+                variants = [("peer", False)] if "peer" in who else []
+                variants += [
+                    (kind, t == "on")
+                    for kind in ("hpo", "fan")
+                    if kind in who
+                    for t in args.tracking.split(",")
                 ]
                 if k % 2:  # alternate who goes first
                     variants.reverse()

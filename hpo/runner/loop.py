@@ -37,17 +37,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Config, plan: Plan | None = None) -> report.Summary | None:
+def run(
+    cfg: Config, plan: Plan | None = None, writer_start: str = "spawn"
+) -> report.Summary | None:
     """Run (or resume) the configured study to its budget and report on it.
 
     With ``trials_only=true`` (a worker started by ``workers=N``) it only runs
     trials: the parent process reports once, and owns the parent run's state.
     ``plan``: one already made from ``cfg`` (hpo/schedule reads the data first).
+    ``writer_start``: how the MLflow writer process starts ("fork" from a forked worker).
     """
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     name = plan.spec.name if plan else cfg.study.name
-    writer = early_writer(cfg.tracking, name)  # its start overlaps the plan's
+    writer = early_writer(cfg.tracking, name, writer_start)  # its start overlaps the plan's
     try:
         plan = plan or make_plan(cfg)
         with worker_lock(cfg.storage, plan.spec.name):  # SQLite: this process alone, till the end

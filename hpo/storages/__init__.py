@@ -60,6 +60,7 @@ __all__ = [
     "storage_line",
     "storage_url",
     "study_lock",
+    "survives_fork",
     "worker_lock",
 ]
 
@@ -109,6 +110,11 @@ def serves_one_worker(url: str) -> bool:
     """True when the storage at ``url`` cannot serve several worker processes (SQLite)."""
     backend = find_backend(url)
     return backend is not None and backend.serves_one_worker
+
+
+def survives_fork(cfg: StorageConfig) -> bool:
+    """True when worker processes forked from this one can open the storage themselves."""
+    return backend_for_config(cfg).survives_fork
 
 
 def backend_name(url: str) -> str:

@@ -38,6 +38,9 @@ class Backend:
     heartbeats: ClassVar[bool] = False  # True: a dead worker's trial is found by heartbeat
     url_from_parts: ClassVar[bool] = False  # True: storage.host/port are this URL's own parts
     optuna_tools: ClassVar[bool] = True  # False: Optuna's CLI and optuna-dashboard cannot open it
+    # False: a process forked after this storage was opened cannot open its own (gRPC's
+    # channels and threads do not survive fork), so workers=N starts its workers as commands
+    survives_fork: ClassVar[bool] = True
 
     def __init__(self, url: str, cfg: StorageConfig | None = None) -> None:
         self.url = url.strip()

@@ -83,6 +83,7 @@ class GrpcProxy(Backend):
     heartbeats = True
     url_from_parts = True  # conf/storage/grpc.yaml: url is grpc://${.host}:${.port}
     optuna_tools = False  # Optuna's CLI and optuna-dashboard open the database behind it
+    survives_fork = False  # grpcio's threads and channels are not fork-safe
 
     @classmethod
     def owns(cls, storage: BaseStorage) -> bool:

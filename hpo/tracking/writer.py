@@ -67,8 +67,16 @@ class ProcessWriter:
     Ctrl-C) does not wait for a writer that is still starting or behind.
     """
 
-    def __init__(self, uri: str, spool: Path | None = None, drain_timeout: float = 300.0) -> None:
-        context = mp.get_context("spawn")  # fork after torch or xgboost threads is unsafe
+    def __init__(
+        self,
+        uri: str,
+        spool: Path | None = None,
+        drain_timeout: float = 300.0,
+        start: str = "spawn",
+    ) -> None:
+        # spawn: fork after torch or xgboost threads is unsafe. "fork" only from a process
+        # with no thread yet (a forked worker of workers=N): it saves MLflow's import.
+        context: Any = mp.get_context(start)
         self.uri = uri
         self.spool = spool
         self.inbox: Any = context.Queue()
@@ -170,6 +178,7 @@ def _serve(uri: str, spool: Path | None, inbox: Any, parent_pid: int, applied: A
     from hpo.tracking.store import write_ahead
     from hpo.tracking.writes import Writes
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as spawned; forked, it has the study's
     # Started before the plan: a study that stops on a user error must print its one line
     # alone, not MLflow's notes on creating its tables.
     for name in ("mlflow.store.db.utils", "alembic"):
@@ -205,15 +214,16 @@ def make_writer(uri: str, kind: str, spool: Path | None = None) -> InlineWriter 
     return ProcessWriter(uri, spool) if kind == "process" else InlineWriter(uri, spool)
 
 
-def early_writer(cfg: TrackingConfig, study: str) -> ProcessWriter | None:
+def early_writer(cfg: TrackingConfig, study: str, start: str = "spawn") -> ProcessWriter | None:
     """The study's writer process, started before anything else of the study.
 
     A spawned writer imports MLflow and opens its store: 2 to 5 s on this
     machine before it applies its first write, while trials queue behind it.
     Started first, that overlaps the plan (data, splits), the storage and the
     study process's own MLflow start (benchmarks/overhead.py). The Tracker
-    takes it; None without tracking or with ``tracking.writer=inline``.
+    takes it; None without tracking or with ``tracking.writer=inline``. ``start``:
+    the multiprocessing start method (see ``ProcessWriter``).
     """
     if not cfg.enabled or cfg.writer != "process":
         return None
-    return ProcessWriter(cfg.uri, spool_folder(Path(cfg.spool).resolve(), study))
+    return ProcessWriter(cfg.uri, spool_folder(Path(cfg.spool).resolve(), study), start=start)
