@@ -14,13 +14,17 @@ side by side. Needs Debian's chromium and Playwright (.[dev]).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from benchmarks.common import load, revision, table
 
@@ -48,42 +52,74 @@ def run_study(folder: Path, trials: int) -> float:
     return time.perf_counter() - started
 
 
-def look_once(folder: Path) -> tuple[float, float, float]:
-    """Seconds from the command to its URL line, to the runs table drawn; the server's MB."""
-    import psutil
+@dataclass
+class Look:
+    """An ``hpo.ui`` being looked at: Chromium's page at its URL, and when it all began."""
+
+    page: Any
+    ui: subprocess.Popen[str]
+    started: float  # time.perf_counter() just before the command
+    url_at: float  # seconds from the command to its URL line
+
+
+@contextlib.contextmanager
+def ui_page(
+    argv: list[str], folder: Path, log: IO[str] | int = subprocess.DEVNULL
+) -> Iterator[Look]:
+    """``python -m hpo.ui ARGV`` in ``folder`` (on a free port), its URL open in headless
+    Chromium; the command stopped after (``stop_ui``). ``log``: where its stderr goes."""
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
     started = time.perf_counter()
     ui = subprocess.Popen(
-        [sys.executable, "-m", "hpo.ui", "study=xgb_f1", f"port={port}"],
+        [sys.executable, "-m", "hpo.ui", *argv, f"port={free_port()}"],
         cwd=folder,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         text=True,
+        start_new_session=True,  # its MLflow server too can be stopped as one group
     )
     try:
         assert ui.stdout is not None
         line = ui.stdout.readline()
         url_at = time.perf_counter() - started
         if "http" not in line:
-            raise SystemExit(f"hpo.ui printed no URL: {line!r}")
+            raise RuntimeError(f"hpo.ui printed no URL: {line!r}")
         url = line.split(": ", 1)[1].split()[0]
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1600, "height": 900})
-            page.goto(url)
-            page.get_by_role("columnheader").filter(has_text="f1_std").first.wait_for(
-                timeout=120_000
-            )
-            table_at = time.perf_counter() - started
+            page.goto(url, timeout=180_000)  # MLflow's 20 MB of JavaScript, on a busy machine
+            yield Look(page, ui, started, url_at)
             browser.close()
-        tree = [psutil.Process(ui.pid), *psutil.Process(ui.pid).children(recursive=True)]
-        rss = sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20
     finally:
-        ui.send_signal(signal.SIGINT)
+        stop_ui(ui)
+
+
+def stop_ui(ui: subprocess.Popen[str]) -> None:
+    """SIGTERM for the look command, which stops its MLflow server as Ctrl-C does (SIGINT
+    would be ignored: a shell starts a background job, nohup, with SIGINT ignored, and
+    its children inherit that); SIGKILL to its process group if it has not ended in a
+    minute."""
+    ui.send_signal(signal.SIGTERM)
+    try:
         ui.wait(timeout=60)
-    return url_at, table_at, rss
+    except subprocess.TimeoutExpired:
+        os.killpg(ui.pid, signal.SIGKILL)
+        ui.wait(timeout=10)
+
+
+def look_once(folder: Path) -> tuple[float, float, float]:
+    """Seconds from the command to its URL line, to the runs table drawn; the server's MB."""
+    import psutil
+
+    with ui_page(["study=xgb_f1"], folder) as look:
+        column = look.page.get_by_role("columnheader").filter(has_text="f1_std")
+        column.first.wait_for(timeout=120_000)
+        table_at = time.perf_counter() - look.started
+        tree = [psutil.Process(look.ui.pid), *psutil.Process(look.ui.pid).children(recursive=True)]
+        rss = sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20
+    return look.url_at, table_at, rss
 
 
 def main() -> None:

@@ -321,68 +321,29 @@ def look(folder: Path) -> dict[str, Any]:
     """The look command of this study (hpo.cli.look_command), seconds until its URL line
     and until Chromium has drawn the runs table with the metric's column and a trial's
     run, and the run count the table shows (MLflow lists runs a page at a time)."""
-    from playwright.sync_api import sync_playwright
-
-    from benchmarks.look import CHROMIUM, free_port
+    from benchmarks.look import ui_page
     from hpo.cli import look_command
 
     shown = look_command([*OVERRIDES, f"tracking.uri=sqlite:///{folder / 'mlflow.db'}"])
     argv = shown.split()[3:]  # after "python -m hpo.ui"; no argument has a space here
-    port = free_port()
     counted = "no run count shown"
-    started = time.perf_counter()
     with (folder / "ui.log").open("w") as log:
-        ui = subprocess.Popen(
-            [sys.executable, "-m", "hpo.ui", *argv, f"port={port}"],
-            cwd=folder,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,  # its MLflow server too can be stopped as one group
-        )
-    try:
-        assert ui.stdout is not None
-        line = ui.stdout.readline()
-        url_at = time.perf_counter() - started
-        if "http" not in line:
-            raise RuntimeError(f"hpo.ui printed no URL: {line!r}")
-        url = line.split(": ", 1)[1].split()[0]
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1600, "height": 900})
-            page.goto(url, timeout=180_000)  # MLflow's 20 MB of JavaScript, on a busy machine
-            # holdout CV: one fold, so the metric without its _std column
-            metric = page.get_by_role("columnheader").filter(has_text=re.compile(r"^f1$"))
-            metric.first.wait_for(timeout=180_000)
-            page.get_by_text("trial-", exact=False).first.wait_for(timeout=180_000)
-            table_at = time.perf_counter() - started
-            with contextlib.suppress(Exception):
-                counted = page.get_by_text(re.compile(r"\d+ matching runs")).first.inner_text(
-                    timeout=10_000
-                )
-            browser.close()
-    except Exception as err:
-        said = (folder / "ui.log").read_text().strip().splitlines()[-1:]
-        raise RuntimeError(f"{str(err).splitlines()[0]} (hpo.ui: {said})") from err
-    finally:
-        _stop(ui)
+        try:
+            with ui_page(argv, folder, log) as seen:
+                # holdout CV: one fold, so the metric without its _std column
+                page = seen.page
+                metric = page.get_by_role("columnheader").filter(has_text=re.compile(r"^f1$"))
+                metric.first.wait_for(timeout=180_000)
+                page.get_by_text("trial-", exact=False).first.wait_for(timeout=180_000)
+                table_at = time.perf_counter() - seen.started
+                with contextlib.suppress(Exception):
+                    shown_count = page.get_by_text(re.compile(r"\d+ matching runs"))
+                    counted = shown_count.first.inner_text(timeout=10_000)
+        except Exception as err:
+            said = (folder / "ui.log").read_text().strip().splitlines()[-1:]
+            raise RuntimeError(f"{str(err).splitlines()[0]} (hpo.ui: {said})") from err
     command = shown.replace(str(folder), "DIR")
-    return {"command": command, "url_at": url_at, "table_at": table_at, "counted": counted}
-
-
-def _stop(ui: subprocess.Popen) -> None:
-    """SIGTERM for the look command, which stops its MLflow server as Ctrl-C does (SIGINT
-    would be ignored: a shell starts a background job, nohup, with SIGINT ignored, and
-    its children inherit that); SIGKILL to its process group if it has not ended in a
-    minute."""
-    import signal
-
-    ui.send_signal(signal.SIGTERM)
-    try:
-        ui.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(ui.pid, signal.SIGKILL)
-        ui.wait(timeout=10)
+    return {"command": command, "url_at": seen.url_at, "table_at": table_at, "counted": counted}
 
 
 @contextlib.contextmanager
