@@ -3,15 +3,20 @@ purpose; the command line run as a user runs it; a pruner that prunes every firs
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 
 from objectives.base import FoldData, FoldOutput, Objective, Reporter
 
@@ -149,3 +154,21 @@ class FlakyObjective(PriorObjective):
             self._seen.add(x)
             raise RuntimeError(f"x={x}: a passing failure")
         return super().fit_predict(params, fold, report)
+
+
+@contextlib.contextmanager
+def process_state_kept() -> Iterator[None]:
+    """Undo, after an in-process ``python -m hpo``, what main() and Hydra set for the whole
+    process: the SIGTERM handler, the root logger's handlers and level, Optuna's verbosity."""
+    handler, verbosity = signal.getsignal(signal.SIGTERM), optuna.logging.get_verbosity()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for added in set(root.handlers) - set(handlers):
+            added.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        optuna.logging.set_verbosity(verbosity)
+        signal.signal(signal.SIGTERM, handler)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
-import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from hpo.runner import run, tell
 from hpo.storages import open_storage
 from hpo.tracking.records import TrialRecord
 from objectives.base import FoldData, FoldOutput, Reporter
-from tests.hpo.helpers import PriorObjective
+from tests.hpo.helpers import PriorObjective, process_state_kept
 from tests.hpo.runner.helpers import load, runs
 
 XS = (0.1, 0.4, 0.6, 0.9)  # trials 0..3; latency 4 (1 - x): 3.6, 2.4, 1.6, 0.4 ms
@@ -259,16 +257,8 @@ def argv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]
     args = ["hpo"]
     monkeypatch.setattr(sys, "argv", args)
     monkeypatch.setattr(hpo_main, "_failures", [])
-    handler, verbosity = signal.getsignal(signal.SIGTERM), optuna.logging.get_verbosity()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield args
-    for added in set(root.handlers) - set(handlers):
-        added.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    optuna.logging.set_verbosity(verbosity)
-    signal.signal(signal.SIGTERM, handler)
+    with process_state_kept():
+        yield args
 
 
 CLI = [*COSTLY, "tracking.enabled=false", "progress=false"]

@@ -3,9 +3,7 @@ any other exception keeps its traceback (exit status 1). Both entry points, in-p
 
 from __future__ import annotations
 
-import logging
 import os
-import signal
 import subprocess
 import sys
 import traceback
@@ -21,7 +19,7 @@ import hpo.command as hpo_main
 from hpo.check import command as check_command
 from hpo.errors import UserError
 from objectives.base import BadSetting
-from tests.hpo.helpers import PriorObjective
+from tests.hpo.helpers import PriorObjective, process_state_kept
 
 REPO = Path(__file__).parents[2]
 
@@ -53,16 +51,8 @@ def argv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]
     monkeypatch.setattr(hpo_main, "_failures", [])
     monkeypatch.setattr(check_command, "_outcome", [])
     monkeypatch.setattr(check_command, "_typed", [])
-    handler, verbosity = signal.getsignal(signal.SIGTERM), optuna.logging.get_verbosity()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield args
-    for added in set(root.handlers) - set(handlers):
-        added.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    optuna.logging.set_verbosity(verbosity)
-    signal.signal(signal.SIGTERM, handler)
+    with process_state_kept():
+        yield args
 
 
 BASE = ["study=tiny_prior", "tracking.enabled=false", "progress=false"]
