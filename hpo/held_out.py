@@ -13,9 +13,9 @@ import numpy as np
 from sklearn import model_selection as ms
 
 from hpo.config import CVConfig
-from hpo.cv import GROUP_SCHEMES
 from hpo.data import Dataset
 from hpo.errors import UserError
+from hpo.folds import GROUP_SCHEMES
 
 
 def split_off(data: Dataset, cv: CVConfig, test_size: float, seed: int) -> tuple[Dataset, Dataset]:

@@ -1,4 +1,7 @@
-"""Samplers and pruners from their Hydra configs, checked against the search space."""
+"""Samplers and pruners from their Hydra configs, checked against the search space.
+
+Their options are checked against the constructors' types first (hpo/option_types.py).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from hydra.utils import get_class, instantiate
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
+from hpo.option_types import check_types
 from hpo.space import Space
 from hpo.storages import MAX_RETRY
 
@@ -241,7 +245,7 @@ def _instantiate(cfg: Mapping[str, Any], group: str, **extra: Any) -> Any:
     options = copy.deepcopy(dict(cfg))
     target = str(options.get("_target_", ""))
     options.pop(TRAITS_KEY, None)  # hpo's, not the sampler's
-    _check_types(options, group)
+    check_types(options, group)
     try:
         return instantiate(options, **extra)
     except Exception as err:
@@ -256,47 +260,3 @@ def _instantiate(cfg: Mapping[str, Any], group: str, **extra: Any) -> Any:
         raise UserError(
             f"cannot build the {group} {target.rsplit('.', 1)[-1]}: {cause}; {fix}"
         ) from None
-
-
-SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-    "str": (str,),
-    "None": (type(None),),
-}
-TYPE_NAMES = {"int": "a whole number", "float": "a number", "bool": "true or false"}
-
-
-def _check_types(options: dict[Any, Any], group: str) -> None:
-    """Refuse an option whose value is not of the type the constructor declares.
-
-    Optuna's constructors take ``n_startup_trials='abc'`` without a word, and
-    every trial then fails on it; annotations naming only int, float, bool, str
-    and None are checked here, others (callables, samplers) are left to Optuna.
-    """
-    try:
-        parameters = inspect.signature(get_class(str(options.get("_target_")))).parameters
-    except Exception:
-        return  # no such class: instantiate names it
-    for key, value in options.items():
-        if key not in parameters:
-            continue  # instantiate refuses an unknown option by name
-        annotation = parameters[key].annotation
-        if isinstance(annotation, type):
-            annotation = annotation.__name__
-        if not isinstance(annotation, str):
-            continue
-        names = [part.strip() for part in annotation.split("|")]
-        if not all(name in SIMPLE_TYPES for name in names):
-            continue
-        allowed = tuple(t for name in names for t in SIMPLE_TYPES[name])
-        if isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed):
-            continue
-        wanted = " or ".join(
-            TYPE_NAMES.get(name, "null" if name == "None" else f"a {name}") for name in names
-        )
-        raise UserError(
-            f"{group}.{key}={value!r} is not {wanted}: set {group}.{key} to {wanted} "
-            f"(see --cfg job for the {group}'s options)"
-        )

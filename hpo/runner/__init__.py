@@ -7,6 +7,7 @@ One module per step of a study, in the order a study meets them:
 - ``liveness``: heartbeats, the watchdog, failing dead workers' trials
 - ``budget``: ``claim`` a trial under the study lock, never past the budget
 - ``trial``: ``evaluate`` one trial and tell both stores its outcome
+- ``telling``: ``tell`` Optuna a trial's end once, whoever else ends it meanwhile
 - ``loop``: ``run``, the loop from the first claim to ``finish``
 - ``progress``: the bar, or a log line per trial
 - ``finish``: summary, plots and the refit best model on the parent run
@@ -18,7 +19,8 @@ from hpo.runner.liveness import UNOWNED_SECONDS, heartbeat, recover, watchdog
 from hpo.runner.loop import run
 from hpo.runner.opening import open_study
 from hpo.runner.plan import Plan, make_plan
-from hpo.runner.trial import CV_ATTR, evaluate, tell
+from hpo.runner.telling import CV_ATTR, tell
+from hpo.runner.trial import evaluate
 
 __all__ = [
     "COUNTED",

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.names import FAIL_REASON_ATTR, FAIL_REASON_TAG, WORKER_ATTR
 from hpo.runner.liveness import recover
-from hpo.runner.trial import tell_once
+from hpo.runner.telling import tell_once
 from hpo.samplers import GridSampler, carry_caches
 from hpo.storages import study_lock
 from hpo.tracking.records import TrialRecord

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.background import every
 from hpo.names import FAIL_REASON_ATTR, RUN_ATTR, WORKER_ATTR
-from hpo.runner.trial import tell_once
+from hpo.runner.telling import tell_once
 from hpo.secrets import mask
 from hpo.storages import is_outage, max_retry
 from hpo.storages.heartbeat import retry

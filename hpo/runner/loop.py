@@ -26,7 +26,8 @@ from hpo.runner.liveness import heartbeat, watchdog
 from hpo.runner.opening import open_study
 from hpo.runner.plan import Plan, make_plan
 from hpo.runner.progress import progress_bar, show
-from hpo.runner.trial import evaluate, fail_if_running
+from hpo.runner.telling import fail_if_running
+from hpo.runner.trial import evaluate
 from hpo.secrets import mask
 from hpo.storages import open_storage, retrying, worker_lock
 from hpo.tracking.writer import ProcessWriter, early_writer

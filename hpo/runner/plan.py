@@ -30,9 +30,10 @@ from hpo.config import (
     effective_cv,
     to_yaml,
 )
-from hpo.cv import CVSetup, Folds, folds_side_by_side, make_folds
+from hpo.cv import CVSetup, folds_side_by_side
 from hpo.data import Dataset, load_data
 from hpo.errors import UserError
+from hpo.folds import Folds, make_folds
 from hpo.held_out import split_off
 from hpo.metrics import Metric, get_metric
 from hpo.pruning import fold_scores, without_pruning

@@ -1,4 +1,4 @@
-"""One trial: suggest, cross-validate, tell Optuna, and build what the tracker logs.
+"""One trial: suggest, cross-validate, tell Optuna (telling.py), build what the tracker logs.
 
 Every way a trial can end (complete, pruned after some folds, pruned, failed,
 interrupted by Ctrl-C or SIGTERM, the database gone) ends it once in Optuna
@@ -7,34 +7,27 @@ and once in MLflow, so that neither store is left with a RUNNING trial.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
 from hpo import constraints, pareto
 from hpo.cv import CVResult, FoldsPruned, cross_validate
 from hpo.names import (
     CONSTRAINT_METRIC_PREFIX,
-    CV_ATTR,
-    CV_FIT_FACTS,
-    CV_FOLD_VALUES,
-    CV_STD,
     FAIL_REASON_ATTR,
     FAIL_REASON_TAG,
-    FEASIBLE_ATTR,
     FEASIBLE_TAG,
-    OOF_ATTR,
     PRUNE_REASON_TAG,
     RUN_ATTR,
 )
 from hpo.pruning import QueuedStepReporter
 from hpo.runner.plan import Plan
+from hpo.runner.telling import tell
 from hpo.secrets import mask
 from hpo.storages import DatabaseOutage, retrying
 from hpo.tracking.records import TrialRecord
@@ -160,12 +153,6 @@ def _waiting_out(
     return judged
 
 
-def fail_if_running(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Mark FAIL a trial this worker claimed but never told (SIGTERM just after claim())."""
-    with contextlib.suppress(Exception):
-        tell_once(study, trial, TrialState.FAIL)
-
-
 def _own(plan: Plan, trial: optuna.Trial, run_id: str | None) -> None:
     """Mark the trial with its MLflow run, waiting out an outage (its worker, host:pid, was
     marked when it was claimed: hpo/runner/budget.py)."""
@@ -202,74 +189,6 @@ def _store(
                 run_id, "the database was unreachable when the trial ended", record.params
             )
         raise
-
-
-def tell(
-    study: optuna.Study,
-    trial: optuna.Trial,
-    record: TrialRecord,
-    result: CVResult | None,
-    values: list[float],
-    oof: list[Any] | None = None,
-    judged: Mapping[str, float] | None = None,
-) -> bool:
-    """Store the trial's CV facts in one user attr (and its out-of-fold scores, ``oof``, in
-    another), its constraint values (``judged``) as Optuna's constraints, then its final
-    state (once: safe to retry).
-
-    False when the trial had ended already (see ``tell_once``)."""
-    attrs: dict[str, Any] = {OOF_ATTR: oof} if oof is not None else {}
-    if result is not None:
-        attrs[CV_ATTR] = {
-            CV_STD: result.std,
-            CV_FOLD_VALUES: result.fold_values,
-            CV_FIT_FACTS: result.fit_facts,
-        }
-    if record.state == "FAIL":
-        attrs[FAIL_REASON_ATTR] = record.tags[FAIL_REASON_TAG]
-        return tell_once(study, trial, TrialState.FAIL, attrs=attrs)
-    if judged is not None:
-        attrs[FEASIBLE_ATTR] = constraints.met(judged)
-    if record.state == "PRUNED":
-        return tell_once(study, trial, TrialState.PRUNED, attrs=attrs, judged=judged)
-    assert result is not None
-    return tell_once(study, trial, None, values, attrs, judged)
-
-
-def tell_once(
-    study: optuna.Study,
-    trial: optuna.Trial | FrozenTrial,
-    state: TrialState | None,
-    values: Sequence[float] | None = None,
-    attrs: Mapping[str, Any] | None = None,
-    judged: Mapping[str, float] | None = None,
-) -> bool:
-    """Store ``attrs`` on the trial (and the constraint values ``judged``, where the
-    sampler's ``after_trial`` reads them), then tell Optuna its end, unless it has ended already.
-
-    True when this call ended it. A trial already finished (told before the
-    connection dropped, failed as stale meanwhile, or failed by another worker
-    reaping it at the same moment) is left as it is, and False says so: that
-    is found out from the write that refuses it rather than by reading the
-    trial first, a round trip per trial. ``state`` None: COMPLETE with
-    ``values`` (FAIL when Optuna finds them infeasible), as ``study.tell``.
-    """
-    trial_id = trial._trial_id
-    try:
-        for key, value in (attrs or {}).items():
-            study._storage.set_trial_user_attr(trial_id, key, value)
-        if judged:  # Optuna's own record, before tell: the sampler's after_trial reads it
-            assert isinstance(trial, optuna.Trial), "constraints are set on a running trial"
-            constraints.store(trial, judged)
-        told = trial if isinstance(trial, optuna.Trial) else trial.number
-        study.tell(told, values, state=state)
-    except optuna.exceptions.UpdateFinishedTrialError:  # ended after tell read it, or before
-        return False  # the attrs were written
-    except ValueError:  # "Cannot tell a FAIL trial": it had ended when tell read it
-        if study._storage.get_trial(trial_id).state.is_finished():
-            return False
-        raise
-    return True
 
 
 OOF_LIMIT = 20_000  # out-of-fold scores kept per trial at most (rows x classes), for BBC-CV

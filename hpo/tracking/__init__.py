@@ -4,7 +4,9 @@
 |---|---|
 | ``records.py`` | ``TrialRecord``: what the runner hands over for one trial's run, and |
 |                | ``thinned``: the steps a curve keeps (no MLflow) |
-| ``tracker.py`` | ``Tracker`` (experiment, parent run, child runs, the study's description) |
+| ``tracker.py`` | ``Tracker`` (experiment, child runs, and the parent run's writes below) |
+| ``parent_run.py`` | ``ParentRun``: the parent run opened once, the study's results and |
+|                | description on it (a part of ``Tracker``) |
 | ``store.py``   | where MLflow is: ``is_server``, ``check_server``, ``bound_calls``, |
 |                | ``default_artifacts``, ``lost_race`` (an insert another process won) |
 | ``writes.py``  | ``Writes``: one MlflowClient applying run writes, the spool for an outage; |

@@ -5,7 +5,7 @@ Nothing here knows about a model family: the runner hands over plain numbers
 Every trial costs three writes: create_run (tags), log_batch (params,
 metrics, final tags) and set_terminated; writer.py makes the last two in a
 process of their own. Study-level writes (parent run, plots) are rare and
-made here directly.
+made directly, by parent_run.py.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ import logging
 import os
 import socket
 import sys
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -28,31 +26,20 @@ from hpo.config import TrackingConfig
 from hpo.names import (
     FAIL_REASON_TAG,
     HOST_TAG,
-    NOTE_TAG,
-    PARAMS_TRIAL_TAG,
     PID_TAG,
-    ROLE_STUDY,
-    ROLE_TAG,
     RUN_NAME_TAG,
     SAMPLER_TAG,
     STATE_TAG,
     STUDY_TAG,
     TRIAL_TAG,
-    VIEW_TAG,
 )
 from hpo.secrets import mask
 from hpo.storages import init_lock
+from hpo.tracking.parent_run import ParentRun
 from hpo.tracking.records import TrialRecord, thinned
 from hpo.tracking.relocate import relocate
 from hpo.tracking.spool import Spool, placeholder, quiet, spool_folder
-from hpo.tracking.store import (
-    bound_calls,
-    check_server,
-    default_artifacts,
-    is_server,
-    lost_race,
-    write_ahead,
-)
+from hpo.tracking.store import bound_calls, check_server, default_artifacts, is_server, write_ahead
 from hpo.tracking.writer import ProcessWriter, make_writer
 from hpo.tracking.writes import Writes, unreachable
 
@@ -63,7 +50,7 @@ log = logging.getLogger("hpo.tracking")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
-class Tracker:
+class Tracker(ParentRun):
     """Writes a study's runs to one MLflow experiment named after the study."""
 
     def __init__(
@@ -116,27 +103,6 @@ class Tracker:
             if again is None:
                 raise
             return str(again.experiment_id)
-
-    def open_parent(self, existing_id: str | None, tags: Mapping[str, str]) -> str:
-        """Reuse the study's parent run if it exists, else create it. Call under the study lock."""
-        if existing_id and self._exists(existing_id):
-            self.client.update_run(existing_id, status="RUNNING")
-            self.parent_id = existing_id
-        else:
-            run = self.client.create_run(
-                self.experiment_id,
-                run_name=self.study_name,
-                tags={STUDY_TAG: self.study_name, ROLE_TAG: ROLE_STUDY, **tags},
-            )
-            self.parent_id = run.info.run_id
-        return self.parent_id
-
-    def _exists(self, run_id: str) -> bool:
-        try:
-            run = self.client.get_run(run_id)
-        except MlflowException:
-            return False
-        return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
 
     def start_trial(self, number: int) -> str:
         """Open the trial's child run now, so a running trial is visible in the UI."""
@@ -225,72 +191,6 @@ class Tracker:
         self.unfinished = True
         if self.writes.away is not None:
             self.writes.away.gone(err)
-
-    def log_study(
-        self,
-        metrics: Mapping[str, float],
-        tags: Mapping[str, str],
-        texts: Iterable[tuple[str, str]],
-    ) -> None:
-        """Summary numbers, tags and text artifacts (config, plots) on the parent run."""
-        assert self.parent_id is not None
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.parent_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            tags=[RunTag(k, mask(str(v))) for k, v in tags.items()],
-        )
-        for path, text in texts:
-            self.client.log_text(self.parent_id, mask(text), path)
-
-    def log_best_params(self, trial: int, params: Mapping[str, object]) -> None:
-        """The best trial's parameters as the parent run's params, for the runs table, the
-        compare view and searches (``params.max_depth > 3``).
-
-        MLflow params never change once logged: a study resumed to a new best keeps the
-        first best's, and PARAMS_TRIAL_TAG says whose they are (``best.*`` tags and the
-        description always hold the current best's).
-        """
-        assert self.parent_id is not None
-        if self.client.get_run(self.parent_id).data.params:
-            return
-        try:
-            self.client.log_batch(
-                self.parent_id,
-                params=[Param(k, mask(str(v))) for k, v in params.items()],
-                tags=[RunTag(PARAMS_TRIAL_TAG, str(trial))],
-            )
-        except MlflowException:  # another process logged another best's at the same moment
-            log.debug("the parent run's params were logged by another process")
-
-    def describe_study(self, note: str, view: str) -> None:
-        """The markdown ``note`` on the parent run and the experiment, and the runs-table
-        ``view`` (hpo/runner/described.py) on the experiment."""
-        assert self.parent_id is not None
-        # log_batch, not set_tag: MLflow's SQL store retries a tag another process inserted
-        # at the same moment (workers finishing together) in a batch, not in set_tag
-        self.client.log_batch(self.parent_id, tags=[RunTag(NOTE_TAG, mask(note))])
-        self._experiment_tag(NOTE_TAG, mask(note))
-        self._experiment_tag(VIEW_TAG, view)
-
-    def _experiment_tag(self, key: str, value: str, tries: int = 3) -> None:
-        """set_experiment_tag, again when another process inserted the same tag between
-        MLflow's read and its insert (a unique-key error; the next try updates it)."""
-        for attempt in range(tries):
-            try:
-                self.client.set_experiment_tag(self.experiment_id, key, value)
-                return
-            except MlflowException as err:
-                if attempt == tries - 1 or not lost_race(err):
-                    raise
-
-    def close_study(self, status: str = "FINISHED") -> None:
-        if self.parent_id:
-            self.client.set_terminated(self.parent_id, status=status)
-
-    def parent_tag(self, key: str) -> str | None:
-        assert self.parent_id is not None
-        return self.client.get_run(self.parent_id).data.tags.get(key)
 
     def ui_command(self, metric: str, direction: str) -> str:
         """How to look at the study: the runs table's URL on a tracking server, else the

@@ -11,8 +11,8 @@ from sklearn.datasets import make_classification, make_regression
 
 from hpo import cv
 from hpo.config import CVConfig
-from hpo.cv import make_folds
 from hpo.data import Dataset
+from hpo.folds import make_folds
 from hpo.metrics import get_metric
 from objectives.base import FoldData, Objective
 

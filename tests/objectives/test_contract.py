@@ -23,8 +23,9 @@ import pytest
 
 import objectives
 from hpo.config import CVConfig
-from hpo.cv import FoldsPruned, make_folds
+from hpo.cv import FoldsPruned
 from hpo.data import Dataset, load_data
+from hpo.folds import make_folds
 from hpo.metrics import get_metric
 from objectives.base import FoldData, FoldOutput, Objective, Reporter
 from tests.objectives.helpers import LORA_FAST, TINY_INTENTS, run_cv, trial_check

@@ -11,10 +11,10 @@ import optuna
 
 from hpo import report
 from hpo.config import Config
-from hpo.cv import Folds, make_folds
 from hpo.data import Dataset
 from hpo.errors import StudyStopped, UserError
 from hpo.evaluation.nested.result import NestedResult, OuterFold, inner_name
+from hpo.folds import Folds, make_folds
 from hpo.names import CV_ATTR, CV_FIT_FACTS
 from hpo.pruning import without_pruning
 from hpo.runner import Plan, make_plan, run

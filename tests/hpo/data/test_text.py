@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from hpo.config import CVConfig
-from hpo.cv import make_folds
 from hpo.data import load_data
 from hpo.data.intents import main
 from hpo.errors import UserError
+from hpo.folds import make_folds
 
 
 def test_intents_are_seeded_and_big_enough() -> None:

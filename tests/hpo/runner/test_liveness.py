@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 import hpo.runner.liveness
 from hpo.names import FAIL_REASON_ATTR, RUN_ATTR, WORKER_ATTR
 from hpo.runner.liveness import Dead, dead_trials, reap, recover
-from hpo.runner.trial import tell_once
+from hpo.runner.telling import tell_once
 from hpo.storages import backend_for, open_storage
 from tests.hpo.pg import new_database
 from tests.hpo.storages.conftest import redis_server

@@ -1,4 +1,4 @@
-"""evaluate and tell: every way a trial ends is stored once, in both stores."""
+"""evaluate: every way a trial ends is stored once, in both stores."""
 
 from __future__ import annotations
 
@@ -7,46 +7,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from hpo.cv import CVResult
 from hpo.runner import run
 from hpo.runner import trial as trial_module
 from hpo.runner.liveness import Dead, reap
-from hpo.runner.trial import tell
-from hpo.tracking.records import TrialRecord
 from tests.hpo.helpers import ALWAYS_PRUNE
 from tests.hpo.runner.helpers import PRIOR, load, runs
-
-
-@pytest.mark.parametrize("outcome", ["COMPLETE", "PRUNED", "FAIL"])
-def test_telling_a_trial_another_worker_already_failed_leaves_it_failed(tmp_path, outcome) -> None:
-    """The watchdog elsewhere failed it (stale heartbeat): our late tell must not raise or undo."""
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j"))
-    )
-    study = optuna.create_study(storage=storage, direction="maximize")
-    trial = study.ask()
-    trial.report(0.5, 0)
-    elsewhere = optuna.load_study(study_name=study.study_name, storage=storage)
-    elsewhere.tell(trial.number, state=TrialState.FAIL)
-
-    result = CVResult(0.9, 0.0, [0.9])
-    tags = {"hpo.fail_reason": "boom"} if outcome == "FAIL" else {}
-    tell(study, trial, TrialRecord(trial.number, outcome, {}, tags=tags), result, [0.9])
-
-    stored = study.trials[0]
-    assert stored.state == TrialState.FAIL
-    assert "cv" not in stored.user_attrs
-
-
-def test_telling_twice_keeps_the_first_outcome(tmp_path) -> None:
-    """A retried tell after a dropped connection: the second is a no-op, not an error."""
-    study = optuna.create_study(direction="maximize")
-    trial = study.ask()
-    record = TrialRecord(trial.number, "COMPLETE", {})
-    tell(study, trial, record, CVResult(0.9, 0.0, [0.9]), [0.9])
-    tell(study, trial, record, CVResult(0.9, 0.0, [0.9]), [0.9])
-    assert study.trials[0].state == TrialState.COMPLETE
-    assert study.trials[0].value == 0.9
 
 
 @pytest.mark.parametrize("key", ["worker", "mlflow_run_id"])

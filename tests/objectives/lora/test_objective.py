@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from hpo.config import CVConfig
-from hpo.cv import make_folds
+from hpo.folds import make_folds
 from hpo.metrics import get_metric
 from objectives.base import BadSetting
 from objectives.lora import LoRAObjective

@@ -15,8 +15,9 @@ from torch.ao.nn import quantized as nnq
 from torch.ao.nn.quantized import dynamic as nnqd
 
 from hpo.config import CVConfig, TrackingConfig
-from hpo.cv import make_folds, metric_drop
+from hpo.cv import metric_drop
 from hpo.data import Dataset, load_data
+from hpo.folds import make_folds
 from hpo.metrics import get_metric
 from hpo.tracking.models import log_model
 from hpo.tracking.tracker import Tracker
