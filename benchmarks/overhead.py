@@ -276,9 +276,9 @@ def breakdown(args: argparse.Namespace) -> None:
     import optuna
     from mlflow.tracking import MlflowClient
 
-    import hpo.cv
     import hpo.runner.loop as hs
     import hpo.runner.trial as ht
+    import hpo.tracking.writes as hw
     from hpo.space import Space
     from hpo.tracking.tracker import Tracker
 
@@ -290,11 +290,11 @@ def breakdown(args: argparse.Namespace) -> None:
         (tpe_sampler, "sample_relative", "  TPE: sample_relative (lazily, at the first suggest)"),
         (Tracker, "start_trial", "Tracker.start_trial: MLflow create_run"),
         (optuna.trial.Trial, "set_user_attr", "trial.set_user_attr (journal write each)"),
-        (ht, "cross_validate", "cross_validate, excluding the two rows below"),
-        (hpo.cv, "score_all", "  score_all: every metric of the task on OOF"),
+        (ht, "cross_validate", "cross_validate, excluding the row below"),
         (optuna.trial.Trial, "report", "  trial.report + should_prune (journal write)"),
         (optuna.study.Study, "tell", "study.tell (journal write)"),
-        (Tracker, "end_trial", "Tracker.end_trial, excluding the two rows below"),
+        (Tracker, "end_trial", "Tracker.end_trial, excluding the three rows below"),
+        (hw, "score_once", "  score_once: OOF metrics (inline writer only)"),
         (MlflowClient, "log_batch", "  MLflow log_batch (inline writer only)"),
         (MlflowClient, "set_terminated", "  MLflow set_terminated (inline writer only)"),
         (hs, "show", "show: study.best_value + progress/log line"),
