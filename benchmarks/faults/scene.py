@@ -39,6 +39,7 @@ objective:
   sleep: {sleep}
   fail_above: {fail_above}
   nan: {nan}
+  hold: {hold}
 data: breast_cancer
 cv: {{scheme: kfold, n_splits: 2}}
 metric: roc_auc
@@ -140,6 +141,7 @@ class Scene:
             sleep=self.sleep,
             fail_above="null" if fail_above is None else fail_above,
             nan=str(nan).lower(),
+            hold=self.hold,
             n_trials=self.budget,
             max_failures=max_failures,
         )
@@ -214,6 +216,23 @@ class Scene:
     def finished(self) -> int:
         done = (TrialState.COMPLETE, TrialState.PRUNED)
         return sum(t.state in done for t in self.trials())
+
+    @property
+    def hold(self) -> Path:
+        """While this file exists every fold stays in its trial (FaultObjective.hold)."""
+        return self.root / "hold"
+
+    @contextlib.contextmanager
+    def held(self, proc: Proc, timeout: float = 120.0) -> Iterator[FrozenTrial]:
+        """``proc``'s running trial, held inside a fold until the block ends: a fault sent
+        meanwhile lands in the trial however slow the machine (no race with its end)."""
+        self.hold.touch()
+        try:
+            marker = Path(f"{self.hold}.{proc.pid}")
+            self.wait_for(marker.exists, f"{proc.label} held in a fold", timeout)
+            yield self.running_trial_of(proc, timeout)
+        finally:
+            self.hold.unlink(missing_ok=True)
 
     def wait_finished(self, n: int, timeout: float = 120.0) -> None:
         self.wait_for(lambda: self.finished() >= n, f"{n} finished trials", timeout)

@@ -58,12 +58,13 @@ def _signalled(
 def _strike(
     s: Scene, victim: Proc, sig: signal.Signals, group: bool = False
 ) -> tuple[Snapshot, FrozenTrial, dt.datetime]:
-    """What is recorded, then the victim's running trial, then ``sig`` at once (reading the
-    stores in between would give the trial time to end first); when it was sent."""
+    """What is recorded, then ``sig`` to the victim inside a trial held in a fold (so it
+    cannot end first, however slow the machine); when it was sent."""
     kept = before(s)
-    trial = s.running_trial_of(victim)
-    victim.send(sig, group=group)
-    return kept, trial, dt.datetime.now()
+    with s.held(victim) as trial:
+        victim.send(sig, group=group)
+        sent = dt.datetime.now()
+    return kept, trial, sent
 
 
 def _missed(s: Scene, trial: FrozenTrial, sent: dt.datetime, sig: signal.Signals) -> None:
