@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,10 @@ from hydra.core.config_store import ConfigStore
 
 from hpo.config import CONF_DIR, Config, register_configs, typed
 
+# Ctrl-C as a terminal sends it: a suite started in the background by a shell without job
+# control (`cmd &` in a script, nohup) inherits SIGINT ignored, and so would every hpo
+# process a test starts (an ignored signal stays ignored across exec; a caught one does not).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 register_configs()
 # A study that costs nothing to evaluate, for tests of the runner rather than of a model.
 ConfigStore.instance().store(
