@@ -3,7 +3,7 @@
 The parent resolves the config, makes the plan (data, splits) and creates
 the study and its MLflow parent run once, then forks N workers that start
 from there: the imports, the data and the plan are paid once, not N times
-(benchmarks/distributed.py, ``--fan-out``). Each worker opens its own
+(benchmarks/distributed.py, ``--who fan``). Each worker opens its own
 storage connections (the parent's pools are emptied before the fork) and
 its own MLflow writer, and runs trials only (``trials_only``), exactly like
 a worker started by hand on another machine: the exact budget, heartbeats
@@ -38,6 +38,7 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from hpo import report
+from hpo.cli import fail
 from hpo.config import Config
 from hpo.errors import StudyStopped, UserError
 from hpo.runner import Plan, finish, make_plan, open_study, run
@@ -193,9 +194,8 @@ def _work(cfg: Config, plan: Plan, index: int) -> None:
         run(worker, plan, writer_start="fork")  # no thread is running yet: fork is safe
     except KeyboardInterrupt:
         sys.exit(130)
-    except (UserError, StudyStopped, DatabaseOutage) as err:
-        print(f"error: worker {index}: {mask(str(err))}", file=sys.stderr, flush=True)
-        sys.exit(2 if isinstance(err, UserError) else 1)
+    except (UserError, StudyStopped, DatabaseOutage) as err:  # as hpo/command.py ends them
+        fail(f"worker {index}: {err}", status=2 if isinstance(err, UserError) else 1)
 
 
 def _worker_logs(index: int) -> None:
